@@ -1,0 +1,62 @@
+import diagnostics from 'node:diagnostics_channel';
+
+/**
+ * Telemetry goes out on `node:diagnostics_channel`. Subscribers (metrics, tracing) cost nothing
+ * when absent. Payloads never carry session IDs, store keys, tokens or session contents.
+ */
+
+export const CHANNELS = {
+  /** Tracing channel around every store call: `{ store, operation }`. */
+  store: 'elastic-session:store',
+  /** Session lifecycle: `SessionEvent`. */
+  session: 'elastic-session:session',
+  /** A cookie that failed format or tag checks: `{ reason }`. */
+  cookieRejected: 'elastic-session:cookie:rejected',
+  /** Stored bytes that could not be read and were treated as absent: `{ store }`. */
+  corrupt: 'elastic-session:store:corrupt',
+  /** A compare-and-swap attempt lost: `{ store, attempt }`. */
+  conflict: 'elastic-session:conflict',
+} as const;
+
+export type SessionEventType = 'created' | 'updated' | 'regenerated' | 'destroyed' | 'expired' | 'revoked';
+
+export interface SessionEvent {
+  type: SessionEventType;
+  store: string;
+  /** For `expired`: which deadline passed. */
+  reason?: 'idle' | 'absolute';
+  /** For bulk revocation. */
+  count?: number;
+}
+
+export interface StoreOperationContext {
+  store: string;
+  operation: string;
+}
+
+export const storeChannel = diagnostics.tracingChannel<unknown, StoreOperationContext>(CHANNELS.store);
+const sessionChannel = diagnostics.channel(CHANNELS.session);
+const cookieChannel = diagnostics.channel(CHANNELS.cookieRejected);
+const corruptChannel = diagnostics.channel(CHANNELS.corrupt);
+const conflictChannel = diagnostics.channel(CHANNELS.conflict);
+
+export function traceStore<T>(store: string, operation: string, fn: () => Promise<T>): Promise<T> {
+  if (!storeChannel.start.hasSubscribers && !storeChannel.asyncEnd.hasSubscribers && !storeChannel.error.hasSubscribers) return fn();
+  return storeChannel.tracePromise(fn, { store, operation });
+}
+
+export function publishSession(event: SessionEvent): void {
+  if (sessionChannel.hasSubscribers) sessionChannel.publish(event);
+}
+
+export function publishCookieRejected(reason: string): void {
+  if (cookieChannel.hasSubscribers) cookieChannel.publish({ reason });
+}
+
+export function publishCorrupt(store: string): void {
+  if (corruptChannel.hasSubscribers) corruptChannel.publish({ store });
+}
+
+export function publishConflict(store: string, attempt: number): void {
+  if (conflictChannel.hasSubscribers) conflictChannel.publish({ store, attempt });
+}

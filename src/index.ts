@@ -1,0 +1,24 @@
+export { SessionManager, createSessionManager, DEFAULT_OPTIONS, MAX_TIMEOUT_SECONDS } from './core/manager.js';
+export type { SessionManagerOptions, CreateOptions, SaveResult, UserSessionSummary } from './core/manager.js';
+export { Session } from './core/session.js';
+export type { SessionData } from './core/session.js';
+export { SessionError, isSessionError, ERROR_CODES } from './core/errors.js';
+export type { ErrorCode, SessionErrorOptions } from './core/errors.js';
+export { DEFAULT_COOKIE } from './core/cookie.js';
+export type { CookieOptions } from './core/cookie.js';
+export { DEFAULT_DATA_LIMITS, safeJsonParse } from './core/json.js';
+export type { DataLimits } from './core/json.js';
+export { CHANNELS } from './core/telemetry.js';
+export type { SessionEvent, SessionEventType, StoreOperationContext } from './core/telemetry.js';
+export { expiresAt, systemClock, TOMBSTONE_GRACE_MS } from './core/types.js';
+export type {
+  ApplyResult,
+  Clock,
+  SessionDelta,
+  SessionMeta,
+  SessionStore,
+  StoreCapabilities,
+  StoredField,
+  StoredSession,
+  StoredSummary,
+} from './core/types.js';
