@@ -354,8 +354,10 @@ export class SessionManager<Data extends SessionData = SessionData> {
   #decode(id: string, record: StoredSession): Session<Data> | null {
     const values = new Map<string, unknown>();
     const sizes = new Map<string, number>();
+    let latest = '';
     try {
       for (const [field, stored] of Object.entries(record.fields)) {
+        if (stored.stamp > latest) latest = stored.stamp;
         if (stored.value === null) continue;
         if (isUnsafeKey(field)) throw new SessionError('ESESS_UNSAFE_KEY');
         values.set(field, safeJsonParse(stored.value, this.limits.maxDepth));
@@ -365,6 +367,8 @@ export class SessionManager<Data extends SessionData = SessionData> {
       publishCorrupt(this.store.name);
       return null;
     }
+    // Whatever this request writes next must order after what it has read (read-modify-write).
+    if (latest) this.#hlc.observe(latest);
     const meta: SessionMeta = {
       createdAt: record.createdAt,
       lastSeenAt: record.lastSeenAt,

@@ -1,0 +1,47 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { runStoreConformance } from '../src/testing/index.js';
+import { memoryStore } from '../src/stores/memory.js';
+import { formatStamp } from '../src/core/hlc.js';
+import type { StoredSession } from '../src/core/types.js';
+
+runStoreConformance({ describe, it, beforeEach, afterEach }, {
+  name: 'memory',
+  fakeClock: true,
+  setup: async ({ clock }) => ({ store: memoryStore({ clock }) }),
+});
+
+const record = (bytes: number): StoredSession => ({
+  createdAt: Date.now(),
+  lastSeenAt: Date.now(),
+  idleTimeout: 60_000,
+  absoluteExpiresAt: Date.now() + 60_000,
+  userId: null,
+  version: 1,
+  fields: { data: { value: JSON.stringify('x'.repeat(bytes)), stamp: formatStamp(Date.now(), 0, '00000000') } },
+});
+
+describe('memory store bounds', () => {
+  it('evicts the least recently used session beyond maxEntries', async () => {
+    const store = memoryStore({ maxEntries: 3 });
+    for (const key of ['a', 'b', 'c']) await store.create(key, record(10));
+    await store.load('a');
+    await store.create('d', record(10));
+    expect(await store.load('b')).toBeNull();
+    expect(await store.load('a')).not.toBeNull();
+    expect(await store.load('d')).not.toBeNull();
+    expect(store.usage.entries).toBe(3);
+  });
+
+  it('evicts by approximate bytes beyond maxBytes', async () => {
+    const store = memoryStore({ maxBytes: 10_000 });
+    for (let i = 0; i < 10; i++) await store.create(`k${i}`, record(2_000));
+    expect(store.usage.bytes).toBeLessThanOrEqual(10_000);
+    expect(await store.load('k9')).not.toBeNull();
+    expect(await store.load('k0')).toBeNull();
+  });
+
+  it('refuses bounds that are not positive integers, naming the option', () => {
+    expect(() => memoryStore({ maxEntries: 0 })).toThrow(/maxEntries/);
+    expect(() => memoryStore({ maxBytes: 1.5 })).toThrow(/maxBytes/);
+  });
+});
