@@ -16,6 +16,9 @@ export const ERROR_CODES = {
   ESESS_STORE_UNAVAILABLE: { status: 503, message: 'Session store unavailable' },
   ESESS_STORE_CLOSED: { status: 503, message: 'Session store is closed' },
   ESESS_UNSUPPORTED: { status: 501, message: 'Operation not supported by this store' },
+  ESESS_NOT_FOUND: { status: 404, message: 'Not found' },
+  ESESS_UNAUTHORIZED: { status: 401, message: 'Missing or invalid credentials' },
+  ESESS_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -40,9 +40,14 @@ const cookieChannel = diagnostics.channel(CHANNELS.cookieRejected);
 const corruptChannel = diagnostics.channel(CHANNELS.corrupt);
 const conflictChannel = diagnostics.channel(CHANNELS.conflict);
 
-export function traceStore<T>(store: string, operation: string, fn: () => Promise<T>): Promise<T> {
+export async function traceStore<T>(store: string, operation: string, fn: () => Promise<T>): Promise<T> {
   if (!storeChannel.start.hasSubscribers && !storeChannel.asyncEnd.hasSubscribers && !storeChannel.error.hasSubscribers) return fn();
-  return storeChannel.tracePromise(fn, { store, operation });
+  // tracePromise puts the resolved value on the context; a store result holds session contents.
+  let result: T | undefined;
+  await storeChannel.tracePromise(async () => {
+    result = await fn();
+  }, { store, operation });
+  return result as T;
 }
 
 export function publishSession(event: SessionEvent): void {
