@@ -44,7 +44,8 @@ const dir = mkdtempSync(join(tmpdir(), 'es-bench-'));
 try {
   const results = [
     ...(await run('memory', memoryStore({ maxEntries: 1_000_000, maxBytes: 1 << 30 }))),
-    ...(await run('sqlite', sqliteStore({ path: join(dir, 'bench.db') }))),
+    ...(await run('sqlite (synchronous=full, default)', sqliteStore({ path: join(dir, 'full.db') }))),
+    ...(await run('sqlite (synchronous=normal)', sqliteStore({ path: join(dir, 'normal.db'), synchronous: 'normal' }))),
   ];
   console.log(`node ${process.version}, ${N} operations each\n`);
   console.log('| store | operation | ops/s | µs/op |');
