@@ -1,5 +1,5 @@
 export { SessionManager, createSessionManager, DEFAULT_OPTIONS, MAX_TIMEOUT_SECONDS } from './core/manager.js';
-export type { SessionManagerOptions, CreateOptions, SaveResult, UserSessionSummary } from './core/manager.js';
+export type { SessionManagerOptions, CreateOptions, SaveOptions, SaveResult, UserSessionSummary } from './core/manager.js';
 export { Session } from './core/session.js';
 export type { SessionData } from './core/session.js';
 export { SessionError, isSessionError, ERROR_CODES } from './core/errors.js';

@@ -214,6 +214,34 @@ describe('lifecycle', () => {
     expect((await sessions.load(session.id))?.get('cart')).toEqual(['a']);
   });
 
+  it('regenerate() keeps a per-session absolute timeout', async () => {
+    const { sessions } = setup();
+    const session = sessions.create({ data: { a: 1 }, absoluteTimeout: 600 });
+    await sessions.save(session);
+    now += 100_000;
+    await sessions.regenerate(session);
+    expect(session.absoluteExpiresAt.getTime()).toBe(now + 600_000);
+  });
+
+  it('regenerate() of a session destroyed meanwhile fails as gone and leaves no successor alive', async () => {
+    const { sessions, store } = setup();
+    const session = sessions.create({ data: { a: 1 }, userId: 'alice' });
+    await sessions.save(session);
+    const loaded = (await sessions.load(session.id))!;
+    await sessions.destroy(session.id);
+    await expect(sessions.regenerate(loaded)).rejects.toMatchObject({ code: 'ESESS_GONE' });
+    expect(await sessions.listUserSessions('alice')).toEqual([]);
+    expect(await store.listByUser('alice')).toEqual([]);
+  });
+
+  it('save({ storeEmpty: true }) stores a new session that holds nothing yet', async () => {
+    const { sessions } = setup();
+    const session = sessions.create();
+    const { setCookie } = await sessions.save(session, { storeEmpty: true });
+    expect(setCookie).toBeTruthy();
+    expect((await sessions.load(session.id))?.toJSON()).toEqual({});
+  });
+
   it('regenerate({ keepData: false }) starts empty', async () => {
     const { sessions } = setup();
     const session = sessions.create({ data: { cart: ['a'] } });
@@ -307,7 +335,7 @@ describe('data limits and safety', () => {
     const polluted = JSON.parse('{"__proto__": {"polluted": true}}') as Record<string, unknown>;
     await expect(sessions.save(sessions.create({ data: { v: polluted } }))).rejects.toMatchObject({ code: 'ESESS_UNSAFE_KEY' });
     const session = sessions.create();
-    session.set('constructor', 1);
+    session.set('constructor' as string, 1);
     await expect(sessions.save(session)).rejects.toMatchObject({ code: 'ESESS_UNSAFE_KEY' });
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
   });

@@ -54,6 +54,13 @@ export interface CreateOptions<Data extends SessionData = SessionData> {
   absoluteTimeout?: number;
 }
 
+export interface SaveOptions {
+  /** Compare-and-swap: fail with ESESS_CONFLICT unless the stored version is still this one. */
+  expectVersion?: number;
+  /** Store a new session even if it holds nothing yet (an API that hands out IDs needs this). @default false */
+  storeEmpty?: boolean;
+}
+
 export interface SaveResult {
   /** A Set-Cookie header value to send, or null when the cookie does not change. */
   setCookie: string | null;
@@ -159,8 +166,8 @@ export class SessionManager<Data extends SessionData = SessionData> {
    * the sliding refresh is due. Throws ESESS_GONE if the session died meanwhile, and
    * ESESS_CONFLICT if `expectVersion` is given and another write landed since the load.
    */
-  async save(session: Session<Data>, options: { expectVersion?: number } = {}): Promise<SaveResult> {
-    if (!(await this.#write(session, options.expectVersion))) {
+  async save(session: Session<Data>, options: SaveOptions = {}): Promise<SaveResult> {
+    if (!(await this.#write(session, options.expectVersion, false, options.storeEmpty === true))) {
       throw new SessionError('ESESS_CONFLICT', { message: 'Session changed since it was loaded', context: { attempts: 1 } });
     }
     return { setCookie: this.#takeCookie(session) };
@@ -195,7 +202,9 @@ export class SessionManager<Data extends SessionData = SessionData> {
     if (session.isDestroyed) throw new SessionError('ESESS_GONE');
     if (options.keepData === false) session.clear();
     const now = this.#clock();
-    const meta: SessionMeta = { ...session.meta, createdAt: now, lastSeenAt: now, absoluteExpiresAt: now + this.#absoluteMs };
+    // A fresh absolute window of the same length as the session's own (it may have been set per session).
+    const absoluteMs = session.meta.absoluteExpiresAt - session.meta.createdAt;
+    const meta: SessionMeta = { ...session.meta, createdAt: now, lastSeenAt: now, absoluteExpiresAt: now + absoluteMs };
     const oldKey = session.isNew ? null : this.#key(session.id);
     const id = generateId();
     if (oldKey === null) {
@@ -204,7 +213,12 @@ export class SessionManager<Data extends SessionData = SessionData> {
     }
     const { fields, sizes } = this.#encode(session, [...session.values().keys()], this.#hlc.now());
     await this.#createRecord(id, { ...meta, version: 1, fields });
-    await this.#call('destroy', () => this.store.destroy(oldKey, TOMBSTONE_GRACE_MS));
+    if (!(await this.#call('destroy', () => this.store.destroy(oldKey, TOMBSTONE_GRACE_MS)))) {
+      // The old session died meanwhile (logout, revocation, expiry): its successor must not outlive it.
+      await this.#call('destroy', () => this.store.destroy(this.#key(id), TOMBSTONE_GRACE_MS));
+      session.markDestroyed();
+      throw new SessionError('ESESS_GONE');
+    }
     session.reassign(id, meta, false);
     session.markSaved(1, meta, sizes);
     this.#pendingCookie.set(session, 'set');
@@ -281,10 +295,10 @@ export class SessionManager<Data extends SessionData = SessionData> {
   }
 
   /** @returns false on a compare-and-swap conflict. */
-  async #write(session: Session<Data>, expectVersion: number | undefined, forceTouch = false): Promise<boolean> {
+  async #write(session: Session<Data>, expectVersion: number | undefined, forceTouch = false, storeEmpty = false): Promise<boolean> {
     if (session.isDestroyed) return true;
     if (session.isNew) {
-      if (!session.isDirty) return true;
+      if (!session.isDirty && !storeEmpty) return true;
       const changed = [...session.changes().keys()].filter((field) => session.has(field));
       const { fields, sizes } = this.#encode(session, changed, this.#hlc.now());
       await this.#createRecord(session.id, { ...session.meta, version: 1, fields });

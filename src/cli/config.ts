@@ -1,0 +1,164 @@
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { isSessionError, SessionError } from '../core/errors.js';
+import { safeJsonParse } from '../core/json.js';
+import { checkApiKeys, checkExposure, checkHost, checkPort, checkSecret, checkTimeout, DEFAULT_SERVICE_CONFIG, optionError } from '../service/config.js';
+import { parseStoreUrl } from '../service/stores.js';
+import type { StoreSpec } from '../service/stores.js';
+
+export type Command = 'serve' | 'inspect' | 'sweep';
+export const COMMANDS: readonly Command[] = ['serve', 'inspect', 'sweep'];
+
+/** Settings in the order the help lists them. `file` is the config-file key, `env` the variable, if any. */
+const SETTINGS = {
+  port: { flag: 'port', env: 'ELASTIC_SESSION_PORT' },
+  host: { flag: 'host', env: undefined },
+  store: { flag: 'store', env: 'ELASTIC_SESSION_STORE' },
+  idleTimeout: { flag: 'idle-timeout', env: undefined },
+  absoluteTimeout: { flag: 'absolute-timeout', env: undefined },
+  secret: { flag: 'secret', env: 'ELASTIC_SESSION_SECRET' },
+  apiKeys: { flag: 'api-key', env: 'ELASTIC_SESSION_API_KEYS' },
+} as const;
+
+type Setting = keyof typeof SETTINGS;
+
+const COMMAND_SETTINGS: Record<Command, readonly Setting[]> = {
+  serve: ['port', 'host', 'store', 'idleTimeout', 'absoluteTimeout', 'secret', 'apiKeys'],
+  inspect: ['store', 'secret'],
+  sweep: ['store'],
+};
+
+/** The options `parseArgs` accepts for a command. */
+export function argOptions(command: Command): Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> {
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {
+    help: { type: 'boolean', short: 'h' },
+    config: { type: 'string' },
+  };
+  for (const setting of COMMAND_SETTINGS[command]) {
+    options[SETTINGS[setting].flag] = setting === 'apiKeys' ? { type: 'string', multiple: true } : { type: 'string' };
+  }
+  return options;
+}
+
+export interface CliConfig {
+  port: number;
+  host: string;
+  store: StoreSpec;
+  idleTimeout: number;
+  absoluteTimeout: number;
+  secret: string | undefined;
+  /** How the user named the secret option (for messages about it). */
+  secretOption: string;
+  apiKeys: string[];
+}
+
+export interface ParsedCommand {
+  command: Command;
+  help: boolean;
+  positionals: string[];
+  config: CliConfig;
+}
+
+type Values = Record<string, string | boolean | (string | boolean)[] | undefined>;
+
+interface Raw {
+  value: unknown;
+  /** The option as the user wrote it. */
+  name: string;
+}
+
+/**
+ * Parses and validates a command line once, at startup. Precedence: flags, then environment,
+ * then the `--config` JSON file, then defaults. Every error names the option as the user set it
+ * and is an ESESS_CONFIG `SessionError`.
+ */
+export function parseCommand(command: Command, argv: readonly string[], env: NodeJS.ProcessEnv, cwd = process.cwd()): ParsedCommand {
+  let values: Values;
+  let positionals: string[];
+  try {
+    ({ values, positionals } = parseArgs({ args: [...argv], options: argOptions(command), strict: true, allowPositionals: command === 'inspect' }));
+  } catch (error) {
+    const message = error instanceof Error ? (error.message.split('\n')[0] ?? '') : '';
+    throw new SessionError('ESESS_CONFIG', { message: message || 'invalid arguments' });
+  }
+  const help = values.help === true;
+  if (help) return { command, help, positionals, config: defaults() };
+  const file = typeof values.config === 'string' ? readConfigFile(resolve(cwd, values.config)) : null;
+
+  const pick = (setting: Setting): Raw | undefined => {
+    const { flag, env: variable } = SETTINGS[setting];
+    const fromFlag = values[flag];
+    if (fromFlag !== undefined) return { value: fromFlag, name: `--${flag}` };
+    if (variable !== undefined) {
+      const fromEnv = env[variable];
+      if (fromEnv !== undefined && fromEnv !== '') {
+        return { value: setting === 'apiKeys' ? fromEnv.split(',').map((key) => key.trim()).filter((key) => key !== '') : fromEnv, name: variable };
+      }
+    }
+    if (file && Object.hasOwn(file.values, setting)) return { value: file.values[setting], name: `"${setting}" in ${file.path}` };
+    return undefined;
+  };
+
+  const base = defaults();
+  const port = pick('port');
+  const host = pick('host');
+  const store = pick('store');
+  const idle = pick('idleTimeout');
+  const absolute = pick('absoluteTimeout');
+  const secret = pick('secret');
+  const keys = pick('apiKeys');
+  const apiKeys = keys ? checkApiKeys(keys.value, keys.name) : [];
+  const config: CliConfig = {
+    port: port ? checkPort(port.value, port.name) : base.port,
+    host: host ? checkHost(host.value, host.name) : apiKeys.length > 0 ? DEFAULT_SERVICE_CONFIG.hostWithApiKeys : base.host,
+    store: store ? parseStoreUrl(store.value, store.name, cwd) : base.store,
+    idleTimeout: idle ? checkTimeout(idle.value, idle.name) : base.idleTimeout,
+    absoluteTimeout: absolute ? checkTimeout(absolute.value, absolute.name) : base.absoluteTimeout,
+    secret: secret ? checkSecret(secret.value, secret.name) : undefined,
+    secretOption: secret?.name ?? '--secret (or ELASTIC_SESSION_SECRET)',
+    apiKeys,
+  };
+  if (command === 'serve') checkExposure(config.host, apiKeys, host?.name ?? '--host', '--api-key (or ELASTIC_SESSION_API_KEYS)');
+  if (command === 'inspect' && positionals.length !== 1) {
+    throw new SessionError('ESESS_CONFIG', { message: 'needs exactly one session ID: elastic-session inspect <id>' });
+  }
+  return { command, help, positionals, config };
+
+  function defaults(): CliConfig {
+    return {
+      port: DEFAULT_SERVICE_CONFIG.port,
+      host: DEFAULT_SERVICE_CONFIG.host,
+      store: parseStoreUrl(DEFAULT_SERVICE_CONFIG.store, 'store', cwd),
+      idleTimeout: DEFAULT_SERVICE_CONFIG.idleTimeout,
+      absoluteTimeout: DEFAULT_SERVICE_CONFIG.absoluteTimeout,
+      secret: undefined,
+      secretOption: '--secret (or ELASTIC_SESSION_SECRET)',
+      apiKeys: [],
+    };
+  }
+}
+
+/** Reads the `--config` JSON file: an object whose keys are settings in camelCase. */
+function readConfigFile(path: string): { path: string; values: Record<string, unknown> } {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+    throw optionError('--config', `file ${path} cannot be read (${code ?? 'unknown error'})`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = safeJsonParse(text, 4);
+  } catch (error) {
+    throw optionError('--config', `file ${path} is not valid JSON${isSessionError(error) ? ` (${error.message})` : ''}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw optionError('--config', `file ${path} must hold a JSON object`);
+  for (const key of Object.keys(parsed)) {
+    if (!Object.hasOwn(SETTINGS, key)) {
+      throw optionError(`"${key.slice(0, 64)}" in ${path}`, `is not a setting; allowed: ${Object.keys(SETTINGS).join(', ')}`);
+    }
+  }
+  return { path, values: parsed as Record<string, unknown> };
+}

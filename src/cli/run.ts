@@ -1,0 +1,178 @@
+import { SessionError } from '../core/errors.js';
+import { SessionManager } from '../core/manager.js';
+import type { SessionStore } from '../core/types.js';
+import { DEFAULT_SERVICE_CONFIG } from '../service/config.js';
+import { createService } from '../service/index.js';
+import type { Service } from '../service/index.js';
+import type { ServiceLogger } from '../service/log.js';
+import { toResource } from '../service/routes.js';
+import { generateSecret, resolveSecret, storeHashKey } from '../service/secret.js';
+import { isDurable, openStore } from '../service/stores.js';
+import { COMMANDS, parseCommand } from './config.js';
+import type { CliConfig, Command } from './config.js';
+import { COMMAND_HELP, MAIN_HELP } from './help.js';
+import { packageVersion } from '../service/version.js';
+
+export interface CliIO {
+  stdout(text: string): void;
+  stderr(text: string): void;
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  /** Reads all of stdin (for `inspect -`). */
+  readStdin(): Promise<string>;
+  /** Resolves with the signal's name when the process is asked to stop. */
+  waitForStop(): Promise<string>;
+}
+
+export const EXIT = { ok: 0, failure: 1, config: 2 } as const;
+
+function loggerFor(io: CliIO): ServiceLogger {
+  return {
+    info: (line) => io.stderr(`elastic-session: ${line}\n`),
+    warn: (line) => io.stderr(`elastic-session: warning: ${line}\n`),
+    error: (line) => io.stderr(`elastic-session: error: ${line}\n`),
+  };
+}
+
+/** Runs one CLI invocation; resolves with the exit code. */
+export async function run(argv: readonly string[], io: CliIO): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === '-h' || first === '--help' || first === 'help') {
+    const topic = first === 'help' ? rest[0] : undefined;
+    if (topic !== undefined && (COMMANDS as readonly string[]).includes(topic)) io.stdout(COMMAND_HELP[topic as Command]);
+    else io.stdout(MAIN_HELP);
+    return first === undefined ? EXIT.config : EXIT.ok;
+  }
+  if (first === '--version' || first === '-v') {
+    io.stdout(`${packageVersion()}\n`);
+    return EXIT.ok;
+  }
+  if (!(COMMANDS as readonly string[]).includes(first)) {
+    io.stderr(`elastic-session: unknown command "${first.slice(0, 64)}"\n\n${MAIN_HELP}`);
+    return EXIT.config;
+  }
+  const command = first as Command;
+  try {
+    const parsed = parseCommand(command, rest, io.env, io.cwd);
+    if (parsed.help) {
+      io.stdout(COMMAND_HELP[command]);
+      return EXIT.ok;
+    }
+    switch (command) {
+      case 'serve':
+        return await serve(parsed.config, io);
+      case 'inspect':
+        return await inspect(parsed.config, parsed.positionals[0] ?? '', io);
+      case 'sweep':
+        return await sweep(parsed.config, io);
+    }
+  } catch (error) {
+    return reportError(command, error, io);
+  }
+}
+
+function reportError(command: Command, error: unknown, io: CliIO): number {
+  if (error instanceof SessionError) {
+    if (error.code === 'ESESS_CONFIG') {
+      io.stderr(`elastic-session ${command}: ${error.message}\nRun "elastic-session ${command} --help" for the options.\n`);
+      return EXIT.config;
+    }
+    const root = rootCause(error);
+    const cause = root === undefined ? '' : ` (${root})`;
+    io.stderr(`elastic-session ${command}: ${error.message}${cause}\n`);
+    return EXIT.failure;
+  }
+  const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+  io.stderr(`elastic-session ${command}: ${error instanceof Error ? error.message : String(error)}${code ? ` (${code})` : ''}\n`);
+  return EXIT.failure;
+}
+
+async function serve(config: CliConfig, io: CliIO): Promise<number> {
+  const service: Service = await createService({
+    store: config.store.url,
+    cwd: io.cwd,
+    host: config.host,
+    port: config.port,
+    idleTimeout: config.idleTimeout,
+    absoluteTimeout: config.absoluteTimeout,
+    apiKeys: config.apiKeys,
+    defaultMetrics: true,
+    log: loggerFor(io),
+    ...(config.secret === undefined ? {} : { secret: config.secret }),
+  });
+  let address;
+  try {
+    address = await service.listen();
+  } catch (error) {
+    await service.close();
+    const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+    io.stderr(`elastic-session serve: cannot listen on ${config.host}:${config.port} (${code ?? 'unknown error'})\n`);
+    return EXIT.failure;
+  }
+  io.stdout(`listening on ${address.url}\n`);
+  const signal = await io.waitForStop();
+  io.stderr(`elastic-session: ${signal} received: draining in-flight requests and closing the store\n`);
+  await service.close();
+  return EXIT.ok;
+}
+
+/** Opens the configured store, runs `fn` with a manager over it, and always closes the store. */
+async function withManager<T>(config: CliConfig, io: CliIO, fn: (manager: SessionManager, store: SessionStore) => Promise<T>): Promise<T> {
+  const store = await openStore(config.store);
+  try {
+    const resolved = isDurable(config.store)
+      ? await resolveSecret({ given: config.secret, option: config.secretOption, spec: config.store, create: false, log: loggerFor(io) })
+      : { secret: config.secret ?? generateSecret() };
+    if (resolved === null) {
+      throw new SessionError('ESESS_CONFIG', {
+        message: `${config.secretOption} is not set and there is no elastic-session.secret next to the database: sessions cannot be found without the service's secret`,
+      });
+    }
+    const manager = new SessionManager({ store, secrets: [resolved.secret], hashKey: storeHashKey(resolved.secret) });
+    return await fn(manager, store);
+  } finally {
+    await store.close();
+  }
+}
+
+async function inspect(config: CliConfig, given: string, io: CliIO): Promise<number> {
+  const id = given === '-' ? (await io.readStdin()).trim() : given;
+  return withManager(config, io, async (manager) => {
+    const session = await manager.load(id);
+    if (!session) {
+      io.stderr('not found\n');
+      return EXIT.failure;
+    }
+    io.stdout(`${JSON.stringify(toResource(session), null, 2)}\n`);
+    return EXIT.ok;
+  });
+}
+
+async function sweep(config: CliConfig, io: CliIO): Promise<number> {
+  // Sweeping reads no session, so it needs no secret: a throwaway one satisfies the manager.
+  const swept = { ...config, secret: config.secret ?? generateSecret() };
+  return withManager(swept, io, async (manager, store) => {
+    if (!store.capabilities.sweep) {
+      io.stderr(`elastic-session sweep: the ${store.name} store cannot be swept\n`);
+      io.stdout('0\n');
+      return EXIT.ok;
+    }
+    let total = 0;
+    for (;;) {
+      const removed = await manager.sweep(DEFAULT_SERVICE_CONFIG.sweepBatch);
+      total += removed;
+      if (removed < DEFAULT_SERVICE_CONFIG.sweepBatch) break;
+    }
+    io.stdout(`${total}\n`);
+    return EXIT.ok;
+  });
+}
+
+/** The innermost non-SessionError cause (a driver's message such as "unable to open database file"). */
+function rootCause(error: SessionError): string | undefined {
+  let cause: unknown = error.cause;
+  while (cause instanceof SessionError) cause = cause.cause;
+  if (!(cause instanceof Error)) return undefined;
+  const code = (cause as NodeJS.ErrnoException).code;
+  return typeof code === 'string' ? `${code}: ${cause.message}` : cause.message;
+}

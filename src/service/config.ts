@@ -1,0 +1,107 @@
+import { isIP } from 'node:net';
+import { SessionError } from '../core/errors.js';
+import { DEFAULT_OPTIONS, MAX_TIMEOUT_SECONDS } from '../core/manager.js';
+
+/** Defaults of the session service, in one place. */
+export const DEFAULT_SERVICE_CONFIG = {
+  port: 8080,
+  /** Loopback unless an API key is configured; then all interfaces. */
+  host: '127.0.0.1',
+  hostWithApiKeys: '0.0.0.0',
+  store: 'sqlite:./data/sessions.db',
+  idleTimeout: DEFAULT_OPTIONS.idleTimeout,
+  absoluteTimeout: DEFAULT_OPTIONS.absoluteTimeout,
+  /** Largest request body in bytes (256 KiB). */
+  bodyLimit: 256 * 1024,
+  /** How often a store without native expiry is swept, in milliseconds. */
+  sweepIntervalMs: 60_000,
+  /** Rows removed per sweep batch. */
+  sweepBatch: 1000,
+  /** How long shutdown waits for in-flight requests before cutting connections, in milliseconds. */
+  shutdownTimeoutMs: 10_000,
+} as const;
+
+export const MIN_SECRET_BYTES = 32;
+const MIN_API_KEY_LENGTH = 16;
+const MAX_API_KEY_LENGTH = 512;
+const API_KEY_PATTERN = /^[\x21-\x2b\x2d-\x7e]+$/;
+const HOSTNAME_PATTERN = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
+
+/**
+ * A configuration error naming the option as the user wrote it (`--port`, `ELASTIC_SESSION_PORT`,
+ * `"port" in config.json`). Never includes the offending value: it may be a secret.
+ */
+export function optionError(option: string, problem: string): SessionError {
+  return new SessionError('ESESS_CONFIG', { message: `${option} ${problem}`, context: { option } });
+}
+
+/** Accepts a number, or (from flags and environment) its decimal text. */
+function numeric(value: unknown, integer: boolean): number {
+  if (typeof value === 'number') return value;
+  if (typeof value !== 'string') return Number.NaN;
+  const pattern = integer ? /^\s*\d+\s*$/ : /^\s*\d+(?:\.\d+)?\s*$/;
+  return pattern.test(value) ? Number(value) : Number.NaN;
+}
+
+export function checkPort(value: unknown, option: string): number {
+  const port = numeric(value, true);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw optionError(option, 'must be an integer from 0 to 65535');
+  return port;
+}
+
+export function checkTimeout(value: unknown, option: string): number {
+  const seconds = numeric(value, false);
+  if (!Number.isFinite(seconds) || seconds < 1 || seconds > MAX_TIMEOUT_SECONDS) {
+    throw optionError(option, `must be a number of seconds from 1 to ${MAX_TIMEOUT_SECONDS}`);
+  }
+  return seconds;
+}
+
+export function checkPositiveInteger(value: unknown, option: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw optionError(option, 'must be a positive integer');
+  return value;
+}
+
+export function checkHost(value: unknown, option: string): string {
+  if (typeof value !== 'string') throw optionError(option, 'must be a host name or IP address');
+  const host = value.startsWith('[') && value.endsWith(']') ? value.slice(1, -1) : value;
+  if (isIP(host) === 0 && !HOSTNAME_PATTERN.test(host)) throw optionError(option, 'must be a host name or IP address');
+  return host;
+}
+
+export function isLoopback(host: string): boolean {
+  if (host === 'localhost' || host === '::1') return true;
+  if (isIP(host) === 4) return host.startsWith('127.');
+  return /^::ffff:127\./i.test(host);
+}
+
+export function checkSecret(value: unknown, option: string): string {
+  if (typeof value !== 'string' || Buffer.byteLength(value, 'utf8') < MIN_SECRET_BYTES) {
+    throw optionError(option, `must be a string of at least ${MIN_SECRET_BYTES} bytes (generate one with: openssl rand -base64 32)`);
+  }
+  return value;
+}
+
+export function checkApiKeys(value: unknown, option: string): string[] {
+  if (!Array.isArray(value)) throw optionError(option, 'must be a list of API keys');
+  return value.map((key: unknown, index) => {
+    const which = value.length > 1 ? ` (key #${index + 1})` : '';
+    if (typeof key !== 'string' || key.length < MIN_API_KEY_LENGTH || key.length > MAX_API_KEY_LENGTH || !API_KEY_PATTERN.test(key)) {
+      throw optionError(
+        option,
+        `must hold API keys of ${MIN_API_KEY_LENGTH} to ${MAX_API_KEY_LENGTH} visible ASCII characters without commas or spaces${which}`,
+      );
+    }
+    return key;
+  });
+}
+
+/** Refuses to expose an unauthenticated service beyond loopback. */
+export function checkExposure(host: string, apiKeys: readonly string[], hostOption: string, keysOption: string): void {
+  if (apiKeys.length === 0 && !isLoopback(host)) {
+    throw optionError(
+      hostOption,
+      `is not a loopback address and no API key is configured: set ${keysOption} so that remote clients must authenticate, or listen on 127.0.0.1`,
+    );
+  }
+}

@@ -1,0 +1,348 @@
+import { createServer } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Registry } from 'prom-client';
+import { SessionError } from '../core/errors.js';
+import type { DataLimits } from '../core/json.js';
+import { SessionManager } from '../core/manager.js';
+import type { Clock, SessionStore } from '../core/types.js';
+import { createAuthenticator } from './auth.js';
+import { checkApiKeys, checkExposure, checkHost, checkPort, checkPositiveInteger, checkSecret, checkTimeout, DEFAULT_SERVICE_CONFIG, isLoopback } from './config.js';
+import { hasBody, pathnameOf, readJsonBody, Router } from './http.js';
+import type { Reply, Route, RouteMatch } from './http.js';
+import { stderrLogger, throttled } from './log.js';
+import type { ServiceLogger } from './log.js';
+import { createMetrics, errorKind } from './metrics.js';
+import { openApiDocument } from './openapi.js';
+import { HttpProblem, internalProblem, problemOf } from './problem.js';
+import type { Problem } from './problem.js';
+import { sessionRoutes } from './routes.js';
+import { resolveSecret, storeHashKey } from './secret.js';
+import { openStore, parseStoreUrl, redactStoreUrl } from './stores.js';
+import type { StoreSpec } from './stores.js';
+import { packageVersion } from './version.js';
+
+export { DEFAULT_SERVICE_CONFIG } from './config.js';
+export { createMetrics } from './metrics.js';
+export type { ServiceMetrics } from './metrics.js';
+export type { Problem } from './problem.js';
+export type { Route, Reply, Method } from './http.js';
+export type { SessionResource, UserSessionResource } from './routes.js';
+export { toResource } from './routes.js';
+export { openApiDocument } from './openapi.js';
+export { SECRET_FILE, storeHashKey } from './secret.js';
+export { parseStoreUrl } from './stores.js';
+export type { StoreSpec } from './stores.js';
+export { silentLogger, stderrLogger } from './log.js';
+export type { ServiceLogger } from './log.js';
+
+export interface ServiceOptions {
+  /**
+   * A store URL (`sqlite:PATH`, `memory:`) that the service opens and closes, or a store
+   * instance that the caller owns (the service does not close it).
+   * @default 'sqlite:./data/sessions.db'
+   */
+  store?: string | SessionStore;
+  /**
+   * At least 32 bytes. Signs nothing the service sends (it sets no cookies); it keys the
+   * store-key hash, so it must stay the same across restarts and instances. When absent it is
+   * read from (or generated into) `elastic-session.secret` next to the SQLite file, or made up
+   * for this process only for other stores.
+   */
+  secret?: string;
+  /** Bearer keys accepted on `/v1` routes. Without any, the service listens on loopback only. */
+  apiKeys?: readonly string[];
+  /** @default '127.0.0.1', or '0.0.0.0' when API keys are configured */
+  host?: string;
+  /** 0 picks a free port. @default 8080 */
+  port?: number;
+  /** Seconds. @default 1800 */
+  idleTimeout?: number;
+  /** Seconds. @default 86400 */
+  absoluteTimeout?: number;
+  /** Largest request body in bytes. @default 262144 */
+  bodyLimit?: number;
+  limits?: Partial<DataLimits>;
+  /** Sweep interval for stores without native expiry, in milliseconds; 0 disables. @default 60000 */
+  sweepIntervalMs?: number;
+  /** How long `close()` waits for in-flight requests, in milliseconds. @default 10000 */
+  shutdownTimeoutMs?: number;
+  /** Also export Node.js process metrics. @default false */
+  defaultMetrics?: boolean;
+  /** @default stderrLogger */
+  log?: ServiceLogger;
+  clock?: Clock;
+  /** Base for a relative SQLite path. @default process.cwd() */
+  cwd?: string;
+}
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+  url: string;
+}
+
+export interface Service {
+  readonly server: Server;
+  readonly manager: SessionManager;
+  readonly store: SessionStore;
+  readonly metrics: Registry;
+  /** The route table (what `/openapi.json` describes). */
+  readonly routes: readonly Route[];
+  /** Starts listening; resolves with the bound address. */
+  listen(): Promise<ListenAddress>;
+  /** Stops accepting, drains in-flight requests, stops sweeping and closes a store the service opened. Idempotent. */
+  close(): Promise<void>;
+  /** Sweeps until a batch comes back short; resolves with how many records were removed. */
+  sweep(): Promise<number>;
+}
+
+const JSON_TYPE = 'application/json';
+const PROBLEM_TYPE = 'application/problem+json';
+
+/**
+ * The session service: a stateless HTTP JSON API over a `SessionManager`.
+ *
+ * @example
+ * const service = await createService({ store: 'memory:', port: 0 });
+ * const { url } = await service.listen();
+ * // ... fetch(`${url}/v1/sessions`, { method: 'POST' }) ...
+ * await service.close();
+ */
+export async function createService(options: ServiceOptions = {}): Promise<Service> {
+  const log = options.log ?? stderrLogger;
+  const apiKeys = checkApiKeys(options.apiKeys ?? [], 'apiKeys');
+  const host = checkHost(options.host ?? (apiKeys.length > 0 ? DEFAULT_SERVICE_CONFIG.hostWithApiKeys : DEFAULT_SERVICE_CONFIG.host), 'host');
+  checkExposure(host, apiKeys, 'host', 'apiKeys');
+  const port = checkPort(options.port ?? DEFAULT_SERVICE_CONFIG.port, 'port');
+  const idleTimeout = checkTimeout(options.idleTimeout ?? DEFAULT_SERVICE_CONFIG.idleTimeout, 'idleTimeout');
+  const absoluteTimeout = checkTimeout(options.absoluteTimeout ?? DEFAULT_SERVICE_CONFIG.absoluteTimeout, 'absoluteTimeout');
+  const bodyLimit = checkPositiveInteger(options.bodyLimit ?? DEFAULT_SERVICE_CONFIG.bodyLimit, 'bodyLimit');
+  const sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SERVICE_CONFIG.sweepIntervalMs;
+  if (sweepIntervalMs !== 0) checkPositiveInteger(sweepIntervalMs, 'sweepIntervalMs');
+  if (options.secret !== undefined) checkSecret(options.secret, 'secret');
+  const shutdownTimeoutMs = checkPositiveInteger(options.shutdownTimeoutMs ?? DEFAULT_SERVICE_CONFIG.shutdownTimeoutMs, 'shutdownTimeoutMs');
+
+  const given = options.store ?? DEFAULT_SERVICE_CONFIG.store;
+  const spec: StoreSpec | null = typeof given === 'string' ? parseStoreUrl(given, 'store', options.cwd) : null;
+  const store = spec ? await openStore(spec) : (given as SessionStore);
+  const ownsStore = spec !== null;
+
+  let manager: SessionManager;
+  try {
+    const resolved = await resolveSecret({ given: options.secret, option: 'the secret (--secret, ELASTIC_SESSION_SECRET)', spec, create: true, log });
+    if (resolved === null) throw new SessionError('ESESS_CONFIG', { message: 'the secret could not be resolved' });
+    const { secret } = resolved;
+    manager = new SessionManager({
+      store,
+      secrets: [secret],
+      hashKey: storeHashKey(secret),
+      idleTimeout,
+      absoluteTimeout,
+      ...(options.limits ? { limits: options.limits } : {}),
+      ...(options.clock ? { clock: options.clock } : {}),
+    });
+  } catch (error) {
+    if (ownsStore) await store.close().catch(() => {});
+    throw error;
+  }
+  if (spec?.scheme === 'memory' || store.name === 'memory') {
+    log.warn('the memory store is volatile: sessions are lost on restart and not shared between instances; use --store sqlite:PATH in production');
+  }
+
+  const metrics = createMetrics({ defaultMetrics: options.defaultMetrics === true });
+  const authenticate = createAuthenticator(apiKeys);
+  const logError = throttled(log);
+  const version = packageVersion();
+  let openApiText: string | undefined;
+  const maxDepth = manager.limits.maxDepth + 2;
+  let closing = false;
+
+  const routes: Route[] = [
+    ...sessionRoutes(manager),
+    {
+      method: 'GET',
+      path: '/healthz',
+      operationId: 'health',
+      async handler() {
+        if (closing) throw new SessionError('ESESS_STORE_CLOSED', { message: 'Shutting down' });
+        return { status: 200, body: { status: 'ok' } };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/metrics',
+      operationId: 'metrics',
+      async handler() {
+        return { status: 200, text: await metrics.registry.metrics(), contentType: metrics.registry.contentType };
+      },
+    },
+    {
+      method: 'GET',
+      path: '/openapi.json',
+      operationId: 'openapi',
+      async handler() {
+        openApiText ??= JSON.stringify(openApiDocument(version));
+        return { status: 200, text: openApiText, contentType: JSON_TYPE };
+      },
+    },
+  ];
+  const router = new Router(routes);
+
+  const server = createServer((req, res) => void handle(req, res));
+  server.requestTimeout = 30_000;
+  server.headersTimeout = 20_000;
+
+  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = process.hrtime.bigint();
+    const method = req.method ?? 'GET';
+    let routeLabel = 'unmatched';
+    metrics.requestStarted();
+    res.once('close', () => {
+      metrics.requestEnded();
+      metrics.observeRequest(method, routeLabel, res.statusCode, Number(process.hrtime.bigint() - started) / 1e9);
+    });
+    try {
+      const pathname = pathnameOf(req.url);
+      if (pathname === null) throw new HttpProblem('ESESS_NOT_FOUND', { message: 'No such route' });
+      let match: RouteMatch = null;
+      let malformed: unknown;
+      try {
+        match = router.match(method, pathname);
+      } catch (error) {
+        malformed = error;
+      }
+      if (match !== null && 'route' in match) routeLabel = match.route.path;
+      // Before any 400 or 404, so that without a key nothing about /v1 is revealed.
+      if ((pathname === '/v1' || pathname.startsWith('/v1/')) && !authenticate(req.headers.authorization)) {
+        throw new HttpProblem('ESESS_UNAUTHORIZED', { message: 'A valid API key is required: Authorization: Bearer <key>', headers: { 'www-authenticate': 'Bearer realm="elastic-session"' } });
+      }
+      if (malformed !== undefined) throw malformed;
+      if (match === null) throw new HttpProblem('ESESS_NOT_FOUND', { message: 'No such route' });
+      if ('allowed' in match) {
+        throw new HttpProblem('ESESS_NOT_FOUND', { message: 'No route for this method on this path', headers: { allow: match.allowed.join(', ') } });
+      }
+      const { route, params } = match;
+      const reply = await route.handler({ req, params, body: () => readJsonBody(req, { limit: bodyLimit, maxDepth }) });
+      send(res, reply);
+    } catch (error) {
+      sendProblem(req, res, error, routeLabel);
+    }
+  }
+
+  function send(res: ServerResponse, reply: Reply): void {
+    if (res.headersSent || res.destroyed) return;
+    res.statusCode = reply.status;
+    res.setHeader('cache-control', 'no-store');
+    res.setHeader('x-content-type-options', 'nosniff');
+    // Draining: no keep-alive, so the connection ends with this response.
+    if (closing) res.setHeader('connection', 'close');
+    for (const [name, value] of Object.entries(reply.headers ?? {})) res.setHeader(name, value);
+    const text = reply.text ?? (reply.body === undefined ? undefined : JSON.stringify(reply.body));
+    if (text === undefined) {
+      res.end();
+      return;
+    }
+    res.setHeader('content-type', reply.contentType ?? JSON_TYPE);
+    res.setHeader('content-length', Buffer.byteLength(text));
+    res.end(text);
+  }
+
+  function sendProblem(req: IncomingMessage, res: ServerResponse, error: unknown, routeLabel: string): void {
+    const known = problemOf(error);
+    let problem: Problem;
+    let headers: Record<string, string> = {};
+    if (known) {
+      ({ problem, headers } = known);
+      if (problem.status === 503 && error instanceof SessionError) {
+        const cause = error.cause instanceof Error ? `: ${errorKind(error.cause)} ${error.cause.message}` : '';
+        logError(`store:${error.code}`, `store ${store.name} ${error.code}${cause}`);
+      }
+    } else {
+      problem = internalProblem();
+      // Never the request path: it carries session IDs.
+      logError(`internal:${routeLabel}`, `internal error on ${req.method ?? '?'} ${routeLabel}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    }
+    metrics.countError(problem.code);
+    // A body we did not read to the end (too large, wrong type, unauthorized) leaves bytes on the connection: close it.
+    if (hasBody(req) && !req.complete) headers = { ...headers, connection: 'close' };
+    send(res, { status: problem.status, text: JSON.stringify(problem), contentType: PROBLEM_TYPE, headers });
+  }
+
+  let sweeper: NodeJS.Timeout | undefined;
+  let sweeping: Promise<number> | undefined;
+  const batch = DEFAULT_SERVICE_CONFIG.sweepBatch;
+
+  function sweep(): Promise<number> {
+    sweeping ??= (async () => {
+      try {
+        let total = 0;
+        for (;;) {
+          const removed = await manager.sweep(batch);
+          metrics.countSweep(removed);
+          total += removed;
+          if (removed < batch || closing) return total;
+        }
+      } finally {
+        sweeping = undefined;
+      }
+    })();
+    return sweeping;
+  }
+
+  if (store.capabilities.sweep && !store.capabilities.nativeTtl && sweepIntervalMs > 0) {
+    sweeper = setInterval(() => {
+      sweep().catch((error: unknown) => logError('sweep', `sweep failed: ${error instanceof SessionError ? error.code : errorKind(error)}`));
+    }, sweepIntervalMs);
+    sweeper.unref();
+  }
+
+  let closed: Promise<void> | undefined;
+
+  async function close(): Promise<void> {
+    closing = true;
+    if (sweeper) clearInterval(sweeper);
+    if (server.listening) {
+      const drained = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const timer = setTimeout(() => server.closeAllConnections(), shutdownTimeoutMs);
+      timer.unref();
+      await drained;
+      clearTimeout(timer);
+    }
+    await sweeping?.catch(() => 0);
+    metrics.close();
+    if (ownsStore) await manager.close();
+  }
+
+  return {
+    server,
+    manager,
+    store,
+    metrics: metrics.registry,
+    routes,
+    sweep,
+    async listen() {
+      if (closing) throw new SessionError('ESESS_STORE_CLOSED', { message: 'The service is closed' });
+      await new Promise<void>((resolve, reject) => {
+        const onError = (error: Error): void => reject(error);
+        server.once('error', onError);
+        server.listen({ port, host }, () => {
+          server.off('error', onError);
+          resolve();
+        });
+      });
+      const address = server.address() as AddressInfo;
+      const shown = address.family === 'IPv6' || address.address.includes(':') ? `[${address.address}]` : address.address;
+      if (apiKeys.length === 0) {
+        log.info(`no API key configured: listening on ${host} only${isLoopback(host) ? ' (loopback)' : ''}; set --api-key or ELASTIC_SESSION_API_KEYS to accept remote clients`);
+      }
+      if (spec) log.info(`store ${redactStoreUrl(spec.url)}`);
+      return { host: address.address, port: address.port, url: `http://${shown}:${address.port}` };
+    },
+    close() {
+      closed ??= close();
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,255 @@
+import { SessionError } from '../core/errors.js';
+import type { SessionManager, UserSessionSummary } from '../core/manager.js';
+import { MAX_TIMEOUT_SECONDS } from '../core/manager.js';
+import type { Session } from '../core/session.js';
+import type { Reply, RequestContext, Route } from './http.js';
+
+const MAX_USER_ID = 512;
+
+/** A session as the API shows it. `id` is the raw session ID. */
+export interface SessionResource {
+  id: string;
+  userId: string | null;
+  data: Record<string, unknown>;
+  createdAt: string;
+  lastSeenAt: string;
+  expiresAt: string;
+  absoluteExpiresAt: string;
+}
+
+export interface UserSessionResource {
+  handle: string;
+  createdAt: string;
+  lastSeenAt: string;
+  expiresAt: string;
+}
+
+export function toResource(session: Session): SessionResource {
+  return {
+    id: session.id,
+    userId: session.userId,
+    data: session.toJSON(),
+    createdAt: session.createdAt.toISOString(),
+    lastSeenAt: session.lastSeenAt.toISOString(),
+    expiresAt: session.expiresAt.toISOString(),
+    absoluteExpiresAt: session.absoluteExpiresAt.toISOString(),
+  };
+}
+
+function toUserSessionResource(summary: UserSessionSummary): UserSessionResource {
+  return {
+    handle: summary.handle,
+    createdAt: summary.createdAt.toISOString(),
+    lastSeenAt: summary.lastSeenAt.toISOString(),
+    expiresAt: summary.expiresAt.toISOString(),
+  };
+}
+
+/** Unknown, expired, destroyed and malformed IDs all answer the same. */
+function notFound(): SessionError {
+  return new SessionError('ESESS_NOT_FOUND', { message: 'No live session has this ID' });
+}
+
+function invalid(message: string, field?: string): SessionError {
+  return new SessionError('ESESS_INVALID_INPUT', { message, context: field === undefined ? {} : { field } });
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function checkKeys(body: Record<string, unknown>, allowed: readonly string[]): void {
+  for (const key of Object.keys(body)) {
+    if (allowed.includes(key)) continue;
+    // Name the field only when it cannot be a session ID (43 characters) or other long secret.
+    const shown = /^[A-Za-z0-9_-]{1,32}$/.test(key) ? ` "${key}"` : '';
+    throw invalid(`Unknown body field${shown}; allowed: ${allowed.join(', ')}`);
+  }
+}
+
+function userIdOf(value: unknown, field: string): string | null {
+  if (value === null) return null;
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_USER_ID) {
+    throw invalid(`${field} must be null or a string of 1 to ${MAX_USER_ID} characters`, field);
+  }
+  return value;
+}
+
+function timeoutOf(value: unknown, field: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 1 || value > MAX_TIMEOUT_SECONDS) {
+    throw invalid(`${field} must be a number of seconds from 1 to ${MAX_TIMEOUT_SECONDS}`, field);
+  }
+  return value;
+}
+
+export interface CreateBody {
+  data?: Record<string, unknown>;
+  userId?: string | null;
+  idleTimeout?: number;
+  absoluteTimeout?: number;
+}
+
+export function parseCreateBody(body: unknown): CreateBody {
+  if (body === undefined) return {};
+  if (!isPlainObject(body)) throw invalid('The body must be a JSON object');
+  checkKeys(body, ['data', 'userId', 'idleTimeout', 'absoluteTimeout']);
+  const parsed: CreateBody = {};
+  if (body.data !== undefined) {
+    if (!isPlainObject(body.data)) throw invalid('data must be an object of fields', 'data');
+    parsed.data = body.data;
+  }
+  if (body.userId !== undefined) parsed.userId = userIdOf(body.userId, 'userId');
+  if (body.idleTimeout !== undefined) parsed.idleTimeout = timeoutOf(body.idleTimeout, 'idleTimeout');
+  if (body.absoluteTimeout !== undefined) parsed.absoluteTimeout = timeoutOf(body.absoluteTimeout, 'absoluteTimeout');
+  return parsed;
+}
+
+export interface PatchBody {
+  set: Record<string, unknown>;
+  unset: string[];
+  userId?: string | null;
+}
+
+export function parsePatchBody(body: unknown): PatchBody {
+  if (body === undefined) throw invalid('A JSON body { set?, unset?, userId? } is required');
+  if (!isPlainObject(body)) throw invalid('The body must be a JSON object');
+  checkKeys(body, ['set', 'unset', 'userId']);
+  const parsed: PatchBody = { set: {}, unset: [] };
+  if (body.set !== undefined) {
+    if (!isPlainObject(body.set)) throw invalid('set must be an object of fields', 'set');
+    parsed.set = body.set;
+  }
+  if (body.unset !== undefined) {
+    if (!Array.isArray(body.unset) || !body.unset.every((field): field is string => typeof field === 'string')) {
+      throw invalid('unset must be an array of field names', 'unset');
+    }
+    parsed.unset = body.unset;
+  }
+  for (const field of parsed.unset) {
+    if (Object.hasOwn(parsed.set, field)) throw invalid('A field cannot be both set and unset in one request', 'unset');
+  }
+  if (body.userId !== undefined) parsed.userId = userIdOf(body.userId, 'userId');
+  return parsed;
+}
+
+/**
+ * `If-Match` as an expected version: absent or `*` means none; a quoted version from an
+ * ETag (`"7"`) means compare-and-swap against it.
+ */
+export function expectedVersionOf(header: string | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const value = header.trim();
+  if (value === '*') return undefined;
+  const match = /^"(0|[1-9][0-9]{0,14})"$/.exec(value);
+  if (!match) throw invalid('If-Match must be "*" or one quoted version as sent in ETag');
+  return Number(match[1]);
+}
+
+function sessionReply(status: number, session: Session): Reply {
+  return { status, body: toResource(session), headers: { etag: `"${session.version}"` } };
+}
+
+export function sessionRoutes(manager: SessionManager): Route[] {
+  const load = async (context: RequestContext): Promise<Session> => {
+    const session = await manager.load(context.params.id ?? '');
+    if (!session) throw notFound();
+    return session;
+  };
+  const userIdParam = (context: RequestContext): string => userIdOf(context.params.userId ?? '', 'userId') ?? '';
+
+  return [
+    {
+      method: 'POST',
+      path: '/v1/sessions',
+      operationId: 'createSession',
+      async handler(context) {
+        const body = parseCreateBody(await context.body());
+        const session = manager.create(body);
+        await manager.save(session, { storeEmpty: true });
+        return sessionReply(201, session);
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/sessions/{id}',
+      operationId: 'getSession',
+      async handler(context) {
+        return sessionReply(200, await load(context));
+      },
+    },
+    {
+      method: 'PATCH',
+      path: '/v1/sessions/{id}',
+      operationId: 'updateSession',
+      async handler(context) {
+        const expectVersion = expectedVersionOf(context.req.headers['if-match']);
+        const patch = parsePatchBody(await context.body());
+        const session = await load(context);
+        if (expectVersion !== undefined && expectVersion !== session.version) {
+          throw new SessionError('ESESS_CONFLICT', { message: 'Session changed since the version in If-Match' });
+        }
+        for (const [field, value] of Object.entries(patch.set)) session.set(field, value);
+        for (const field of patch.unset) session.delete(field);
+        if (patch.userId !== undefined) session.userId = patch.userId;
+        await manager.save(session, expectVersion === undefined ? {} : { expectVersion });
+        return sessionReply(200, session);
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/sessions/{id}',
+      operationId: 'destroySession',
+      async handler(context) {
+        await manager.destroy(context.params.id ?? '');
+        return { status: 204 };
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/sessions/{id}/touch',
+      operationId: 'touchSession',
+      async handler(context) {
+        const session = await load(context);
+        await manager.touch(session);
+        return sessionReply(200, session);
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/sessions/{id}/regenerate',
+      operationId: 'regenerateSession',
+      async handler(context) {
+        const session = await load(context);
+        await manager.regenerate(session);
+        return sessionReply(201, session);
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/users/{userId}/sessions',
+      operationId: 'listUserSessions',
+      async handler(context) {
+        const sessions = await manager.listUserSessions(userIdParam(context));
+        return { status: 200, body: { sessions: sessions.map(toUserSessionResource) } };
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/users/{userId}/sessions',
+      operationId: 'revokeUserSessions',
+      async handler(context) {
+        const revoked = await manager.revokeUser(userIdParam(context));
+        return { status: 200, body: { revoked } };
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/users/{userId}/sessions/{handle}',
+      operationId: 'revokeUserSession',
+      async handler(context) {
+        await manager.revokeUserSession(userIdParam(context), context.params.handle ?? '');
+        return { status: 204 };
+      },
+    },
+  ];
+}

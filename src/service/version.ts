@@ -1,0 +1,16 @@
+import { readFileSync } from 'node:fs';
+
+let cached: string | undefined;
+
+/** The package version (from src/ and from dist/ alike, package.json is two levels up). */
+export function packageVersion(): string {
+  if (cached === undefined) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+      cached = typeof pkg.version === 'string' ? pkg.version : '0.0.0';
+    } catch {
+      cached = '0.0.0';
+    }
+  }
+  return cached;
+}
