@@ -164,6 +164,21 @@ describe('lifecycle', () => {
     expect((await sessions.load(session.id))?.get('cart')).toEqual(['a', 'b']);
   });
 
+  it('a field changed while its save is in flight is written by the next save', async () => {
+    const { sessions } = setup();
+    const session = sessions.create({ data: { a: 1 } });
+    await sessions.save(session);
+    const loaded = (await sessions.load(session.id))!;
+    loaded.set('a', 2);
+    const saving = sessions.save(loaded);
+    loaded.set('a', 3);
+    loaded.set('b', 1);
+    await saving;
+    expect(loaded.isDirty).toBe(true);
+    await sessions.save(loaded);
+    expect((await sessions.load(session.id))?.toJSON()).toEqual({ a: 3, b: 1 });
+  });
+
   it('a read-only request writes lastSeenAt only after the touchAfter fraction of the idle window', async () => {
     const { sessions, calls } = setup({ idleTimeout: 1000, touchAfter: 0.5 });
     const session = sessions.create({ data: { a: 1 } });

@@ -6,6 +6,7 @@
 
 export const ERROR_CODES = {
   ESESS_CONFIG: { status: 500, message: 'Invalid configuration' },
+  ESESS_USAGE: { status: 500, message: 'Session API used out of order' },
   ESESS_INVALID_INPUT: { status: 400, message: 'Invalid input' },
   ESESS_UNSAFE_KEY: { status: 400, message: 'Forbidden key in session data' },
   ESESS_TOO_LARGE: { status: 413, message: 'Session data exceeds a configured limit' },

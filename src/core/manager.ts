@@ -6,7 +6,7 @@ import { generateId, handleOf, isWellFormedId, Keyring, storeKeyOf } from './ids
 import { DEFAULT_DATA_LIMITS, encodeValue, isUnsafeKey, safeJsonParse } from './json.js';
 import type { DataLimits } from './json.js';
 import { DELETED, Session } from './session.js';
-import type { SessionData } from './session.js';
+import type { SessionData, Written } from './session.js';
 import { publishConflict, publishCookieRejected, publishCorrupt, publishSession, traceStore } from './telemetry.js';
 import type { Clock, SessionDelta, SessionMeta, SessionStore, StoredField, StoredSession } from './types.js';
 import { expiresAt, systemClock, TOMBSTONE_GRACE_MS } from './types.js';
@@ -211,7 +211,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
       session.reassign(id, meta, true);
       return;
     }
-    const { fields, sizes } = this.#encode(session, [...session.values().keys()], this.#hlc.now());
+    const { fields, written } = this.#encode(session, [...session.values().keys()], this.#hlc.now());
     await this.#createRecord(id, { ...meta, version: 1, fields });
     if (!(await this.#call('destroy', () => this.store.destroy(oldKey, TOMBSTONE_GRACE_MS)))) {
       // The old session died meanwhile (logout, revocation, expiry): its successor must not outlive it.
@@ -220,7 +220,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
       throw new SessionError('ESESS_GONE');
     }
     session.reassign(id, meta, false);
-    session.markSaved(1, meta, sizes);
+    session.markSaved(1, meta, written);
     this.#pendingCookie.set(session, 'set');
     publishSession({ type: 'regenerated', store: this.store.name });
   }
@@ -300,9 +300,10 @@ export class SessionManager<Data extends SessionData = SessionData> {
     if (session.isNew) {
       if (!session.isDirty && !storeEmpty) return true;
       const changed = [...session.changes().keys()].filter((field) => session.has(field));
-      const { fields, sizes } = this.#encode(session, changed, this.#hlc.now());
-      await this.#createRecord(session.id, { ...session.meta, version: 1, fields });
-      session.markSaved(1, session.meta, sizes);
+      const { fields, written } = this.#encode(session, changed, this.#hlc.now());
+      const meta = session.meta;
+      await this.#createRecord(session.id, { ...meta, version: 1, fields });
+      session.markSaved(1, meta, written);
       this.#pendingCookie.set(session, 'set');
       publishSession({ type: 'created', store: this.store.name });
       return true;
@@ -310,9 +311,10 @@ export class SessionManager<Data extends SessionData = SessionData> {
     const now = this.#clock();
     const touchDue = forceTouch || now - session.meta.lastSeenAt >= this.#touchAfterMs;
     if (!session.isDirty && !touchDue) return true;
-    const { fields, sizes } = this.#encode(session, [...session.changes().keys()], this.#hlc.now());
-    const delta: SessionDelta = { fields, lastSeenAt: Math.max(now, session.meta.lastSeenAt) };
-    if (session.userIdChanged) delta.userId = checkUserId(session.userId);
+    const { fields, written } = this.#encode(session, [...session.changes().keys()], this.#hlc.now());
+    const meta: SessionMeta = { ...session.meta, lastSeenAt: Math.max(now, session.meta.lastSeenAt) };
+    const delta: SessionDelta = { fields, lastSeenAt: meta.lastSeenAt };
+    if (session.userIdChanged) delta.userId = checkUserId(meta.userId);
     if (expectVersion !== undefined) delta.expectVersion = expectVersion;
     const wasDirty = session.isDirty;
     const result = await this.#call('apply', () => this.store.apply(this.#key(session.id), delta));
@@ -321,7 +323,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
       session.markDestroyed();
       throw new SessionError('ESESS_GONE');
     }
-    session.markSaved(result.version, { ...session.meta, lastSeenAt: delta.lastSeenAt ?? session.meta.lastSeenAt }, sizes);
+    session.markSaved(result.version, meta, written);
     if (wasDirty) publishSession({ type: 'updated', store: this.store.name });
     return true;
   }
@@ -339,9 +341,9 @@ export class SessionManager<Data extends SessionData = SessionData> {
   }
 
   /** Encodes the named fields and checks the limits on the whole session after the change. */
-  #encode(session: Session<Data>, names: string[], stamp: string): { fields: Record<string, StoredField>; sizes: Map<string, number> } {
+  #encode(session: Session<Data>, names: string[], stamp: string): { fields: Record<string, StoredField>; written: Map<string, Written> } {
     const fields: Record<string, StoredField> = Object.create(null) as Record<string, StoredField>;
-    const sizes = new Map<string, number>();
+    const written = new Map<string, Written>();
     const changes = session.changes();
     let total = 0;
     for (const field of session.keys()) if (!names.includes(field)) total += session.loadedSize(field);
@@ -351,18 +353,18 @@ export class SessionManager<Data extends SessionData = SessionData> {
       const value = changes.has(field) ? changes.get(field) : session.values().get(field);
       if (value === DELETED || value === undefined) {
         fields[field] = { value: null, stamp };
-        sizes.set(field, -1);
+        written.set(field, { value: DELETED, size: 0 });
         continue;
       }
       const text = encodeValue(field, value, this.limits.maxDepth);
       const size = Buffer.byteLength(text) + Buffer.byteLength(field);
       fields[field] = { value: text, stamp };
-      sizes.set(field, size);
+      written.set(field, { value, size });
       total += size;
     }
     if (total > this.limits.maxBytes) throw new SessionError('ESESS_TOO_LARGE', { context: { limit: 'maxBytes', maxBytes: this.limits.maxBytes } });
     if (session.keys().length > this.limits.maxFields) throw new SessionError('ESESS_TOO_LARGE', { context: { limit: 'maxFields', maxFields: this.limits.maxFields } });
-    return { fields, sizes };
+    return { fields, written };
   }
 
   #decode(id: string, record: StoredSession): Session<Data> | null {

@@ -16,6 +16,12 @@ export interface SessionData {
 /** Marks a field deleted in the change set. */
 export const DELETED: unique symbol = Symbol('deleted');
 
+/** @internal What a write carried for one field: the value encoded (or DELETED) and its encoded size. */
+export interface Written {
+  value: unknown;
+  size: number;
+}
+
 /**
  * One session as seen by one request: its data, metadata, and what this request changed.
  * Only the manager reads and writes stores; a Session is plain state.
@@ -154,16 +160,21 @@ export class Session<Data extends SessionData = SessionData> {
     return this.#values;
   }
 
-  /** @internal Called by the manager after a successful write. */
-  markSaved(version: number, meta: SessionMeta, sizes: Map<string, number>): void {
+  /**
+   * @internal Called by the manager after a successful write of `written` (field → the value
+   * that was encoded, or DELETED) and `meta`. A field or principal changed again while the
+   * write was in flight stays changed, so the next save writes it.
+   */
+  markSaved(version: number, meta: SessionMeta, written: ReadonlyMap<string, Written>): void {
     this.version = version;
-    this.#meta = meta;
-    for (const [field, size] of sizes) {
-      if (size < 0) this.#loadedSizes.delete(field);
+    if (this.#meta.userId === meta.userId) this.#userIdChanged = false;
+    this.#meta = { ...meta, userId: this.#meta.userId };
+    for (const [field, { value, size }] of written) {
+      if (value === DELETED) this.#loadedSizes.delete(field);
       else this.#loadedSizes.set(field, size);
+      const current = this.#values.has(field) ? this.#values.get(field) : DELETED;
+      if (current === value) this.#changed.delete(field);
     }
-    this.#changed.clear();
-    this.#userIdChanged = false;
     this.#isNew = false;
   }
 

@@ -31,7 +31,7 @@ export type { SessionResource, UserSessionResource } from './routes.js';
 export { toResource } from './routes.js';
 export { openApiDocument } from './openapi.js';
 export { SECRET_FILE, storeHashKey } from './secret.js';
-export { parseStoreUrl } from './stores.js';
+export { openStoreUrl, parseStoreUrl } from './stores.js';
 export type { StoreSpec } from './stores.js';
 export { silentLogger, stderrLogger } from './log.js';
 export type { ServiceLogger } from './log.js';

@@ -81,3 +81,8 @@ export async function openStore(spec: StoreSpec): Promise<SessionStore> {
     throw new SessionError(code, { message: `store ${redactStoreUrl(spec.url)} cannot be opened${reason}`, cause: error, context: { store: 'sqlite' } });
   }
 }
+
+/** Parses and opens a store URL in one step (for apps and examples that take the service's `--store` URLs). */
+export async function openStoreUrl(url: string, option = 'store'): Promise<SessionStore> {
+  return openStore(parseStoreUrl(url, option));
+}

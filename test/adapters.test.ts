@@ -1,0 +1,243 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { SessionManager } from '../src/core/manager.js';
+import { memoryStore } from '../src/stores/memory.js';
+import { Client, Latch, probeStore, TARGETS } from './helpers/adapters.js';
+import type { ProbedStore, Transport } from './helpers/adapters.js';
+
+const SECRET = 'adapter-suite-secret-0123456789abcdefghijkl';
+const COOKIE = '__Host-sid';
+const IDLE_SECONDS = 600;
+const ABSOLUTE_SECONDS = 3600;
+
+/**
+ * The behaviour every adapter promises, over each transport it can be driven by. The apps run
+ * with Secure cookies behind a trusted TLS-terminating proxy, as in production: the client
+ * sends `X-Forwarded-Proto: https`.
+ */
+for (const target of TARGETS) {
+  describe(`adapter behaviour: ${target.name}`, () => {
+    let now: number;
+    let probe: ProbedStore;
+    let manager: SessionManager;
+    let transport: Transport;
+    let latch: Latch;
+    let client: Client;
+    const newClient = () => new Client(transport, COOKIE, { 'x-forwarded-proto': 'https' });
+
+    beforeEach(async () => {
+      now = Date.UTC(2030, 0, 1);
+      const clock = () => now;
+      probe = probeStore(memoryStore({ clock }));
+      manager = new SessionManager({ store: probe.store, secrets: [SECRET], clock, idleTimeout: IDLE_SECONDS, absoluteTimeout: ABSOLUTE_SECONDS });
+      latch = new Latch();
+      transport = await target.start({ manager, trustProxy: true, hooks: { latch } });
+      client = newClient();
+    });
+
+    afterEach(async () => {
+      latch.release();
+      await transport.close();
+    });
+
+    /** Logs in as `user` with one item, then forgets the store calls made so far. */
+    const loggedIn = async (user = 'ada') => {
+      expect((await client.request('POST', '/items/apple')).status).toBe(200);
+      expect((await client.request('POST', `/login?user=${user}`)).status).toBe(200);
+      probe.reset();
+    };
+
+    it('a request that never touches the session costs no store call and sets no cookie', async () => {
+      const anonymous = await client.request('GET', '/health');
+      expect(anonymous.status).toBe(200);
+      expect(anonymous.setCookies).toEqual([]);
+      expect(probe.total()).toBe(0);
+
+      await loggedIn();
+      const withCookie = await client.request('GET', '/health');
+      expect(withCookie.status).toBe(200);
+      expect(withCookie.setCookies).toEqual([]);
+      expect(probe.writes()).toBe(0);
+      // Lazy adapters read nothing; eager ones (Express/Fastify default) load once when a valid cookie comes.
+      expect(probe.reads()).toBe(target.lazy ? 0 : 1);
+    });
+
+    it('an untouched new session is never stored and gets no cookie', async () => {
+      const reply = await client.request('GET', '/me');
+      expect(reply.status).toBe(401);
+      expect(reply.setCookies).toEqual([]);
+      expect(probe.total()).toBe(0);
+    });
+
+    it('creates the session on its first write and sends a Secure, uncacheable cookie', async () => {
+      const reply = await client.request('POST', '/items/apple');
+      expect(reply.status).toBe(200);
+      expect(reply.json()).toEqual({ name: 'apple', count: 1 });
+      expect(probe.calls).toEqual({ create: 1 });
+      expect(reply.setCookies).toHaveLength(1);
+      expect(reply.setCookies[0]).toMatch(/^__Host-sid=[\w-]{43}\.[\w-]{43}; Path=\/; Expires=.*; HttpOnly; Secure; SameSite=Lax$/);
+      expect(reply.header('cache-control')).toBe('no-store');
+    });
+
+    it('reads a session without writing it (no write while the sliding refresh is not due)', async () => {
+      await loggedIn();
+      const reply = await client.request('GET', '/me');
+      expect(reply.status).toBe(200);
+      expect(reply.json()).toEqual({ user: 'ada', items: { apple: 1 } });
+      expect(reply.setCookies).toEqual([]);
+      expect(probe.calls).toEqual({ load: 1 });
+    });
+
+    it('writes the sliding refresh once the throttle allows, and only then', async () => {
+      await loggedIn();
+      now += (IDLE_SECONDS / 2) * 1000;
+      await client.request('GET', '/me');
+      expect(probe.calls).toEqual({ load: 1, apply: 1 });
+      expect(Object.keys(probe.deltas[0]?.fields ?? {})).toEqual([]);
+      await client.request('GET', '/me');
+      expect(probe.calls).toEqual({ load: 2, apply: 1 });
+    });
+
+    it('modifies a session by writing only the changed field', async () => {
+      await loggedIn();
+      const reply = await client.request('POST', '/items/pear');
+      expect(reply.json()).toEqual({ name: 'pear', count: 1 });
+      await client.request('POST', '/items/pear');
+      expect(probe.deltas.map((delta) => Object.keys(delta.fields))).toEqual([['item:pear'], ['item:pear']]);
+      expect(reply.setCookies).toEqual([]);
+      expect((await client.request('GET', '/me')).json()).toEqual({ user: 'ada', items: { apple: 1, pear: 2 } });
+    });
+
+    it('saves in-place changes to a field read in the request, and nothing for a read-only request', async () => {
+      await client.request('POST', '/cart?add=tea');
+      await client.request('POST', '/cart?add=milk');
+      probe.reset();
+      await client.request('POST', '/cart?add=jam');
+      expect(probe.deltas.map((delta) => Object.keys(delta.fields))).toEqual([['cart']]);
+      const reply = await client.request('GET', '/cart');
+      expect(reply.json()).toEqual({ cart: ['tea', 'milk', 'jam'] });
+      expect(probe.calls).toEqual({ load: 2, apply: 1 });
+    });
+
+    it('keeps every field when 50 parallel requests each set a different one', async () => {
+      await loggedIn();
+      const names = Array.from({ length: 50 }, (_, i) => `n${i}`);
+      const replies = await Promise.all(names.map((name) => client.request('POST', `/items/${name}`)));
+      expect(replies.map((reply) => reply.status)).toEqual(names.map(() => 200));
+      const { items } = (await client.request('GET', '/me')).json() as { items: Record<string, number> };
+      expect(items).toEqual({ apple: 1, ...Object.fromEntries(names.map((name) => [name, 1])) });
+    });
+
+    it('regenerate issues a new ID, keeps the data and kills the old cookie', async () => {
+      await client.request('POST', '/items/apple');
+      const before = client.header;
+      const login = await client.request('POST', '/login?user=ada');
+      expect(login.status).toBe(200);
+      expect(login.setCookies).toHaveLength(1);
+      expect(client.header).not.toBe(before);
+      expect((await client.request('GET', '/me')).json()).toEqual({ user: 'ada', items: { apple: 1 } });
+      const stale = await client.request('GET', '/me', before);
+      expect(stale.status).toBe(401);
+      // The old ID stays dead even for a write: it starts a new session instead of reviving it.
+      const write = await client.request('POST', '/items/plum', before);
+      expect(write.status).toBe(200);
+      expect(write.setCookies[0]).not.toContain((before as string).split('=')[1]);
+      expect((await client.request('GET', '/me', before)).status).toBe(401);
+    });
+
+    it('destroy clears the cookie and stays final while in-flight writes of the session finish', async () => {
+      await loggedIn();
+      const cookie = client.header;
+      const inFlight = ['x1', 'x2', 'x3', 'x4', 'x5'].map((name) => client.request('POST', `/items/${name}?hold=1`, cookie));
+      await latch.arrivals(5);
+      const logout = await client.request('POST', '/logout');
+      expect(logout.status).toBe(204);
+      expect(logout.setCookies).toHaveLength(1);
+      expect(logout.setCookies[0]).toMatch(/^__Host-sid=; .*Max-Age=0/);
+      expect(client.cookie).toBeNull();
+      latch.release();
+      const replies = await Promise.all(inFlight);
+      // Destroy wins: the late writes are dropped, without an error and without touching the cookie.
+      for (const reply of replies) {
+        expect(reply.status).toBe(200);
+        expect(reply.setCookies).toEqual([]);
+      }
+      expect(probe.calls.apply).toBe(5);
+      expect(probe.calls.create ?? 0).toBe(0);
+      expect((await client.request('GET', '/me', cookie)).status).toBe(401);
+      const id = manager.readCookie(cookie ?? undefined);
+      expect(id).not.toBeNull();
+      expect(await manager.load(id as string)).toBeNull();
+    });
+
+    it('an idle session expires', async () => {
+      await loggedIn();
+      now += (IDLE_SECONDS - 1) * 1000;
+      expect((await client.request('GET', '/me')).status).toBe(200);
+      now += (IDLE_SECONDS + 1) * 1000;
+      expect((await client.request('GET', '/me')).status).toBe(401);
+    });
+
+    it('a session dies at its absolute expiry however active it is', async () => {
+      await loggedIn();
+      for (let elapsed = 0; elapsed < ABSOLUTE_SECONDS - 300; elapsed += 300) {
+        now += 300_000;
+        expect((await client.request('GET', '/me')).status).toBe(200);
+      }
+      now += 600_000;
+      expect((await client.request('GET', '/me')).status).toBe(401);
+    });
+
+    it('tampered, duplicated and oversized cookies give a fresh anonymous session with zero store reads', async () => {
+      await loggedIn();
+      const good = client.cookie as string;
+      const [id, tag] = good.split('.') as [string, string];
+      const flip = (text: string) => (text[0] === 'A' ? 'B' : 'A') + text.slice(1);
+      const bad = [
+        `${COOKIE}=${id}.${flip(tag)}`,
+        `${COOKIE}=${flip(id)}.${tag}`,
+        `${COOKIE}=${id}`,
+        `${COOKIE}=${good}x`,
+        `${COOKIE}=${id}.${flip(tag)}; ${COOKIE}=${flip(id)}.${tag}`,
+        `${COOKIE}=garbage; ${COOKIE}=%00%ff; ${COOKIE}=`,
+        `${COOKIE}=${good}; pad=${'x'.repeat(9000)}`,
+        `${COOKIE}=${'a'.repeat(5000)}`,
+      ];
+      for (const header of bad) {
+        const reply = await client.request('GET', '/me', header);
+        expect(reply.status, header.slice(0, 60)).toBe(401);
+        expect(reply.setCookies).toEqual([]);
+      }
+      expect(probe.total()).toBe(0);
+      const write = await client.request('POST', '/items/fig', bad[0]);
+      expect(write.status).toBe(200);
+      expect(probe.calls).toEqual({ create: 1 });
+    });
+
+    it('stores the write before a redirect leaves, so the next request sees it', async () => {
+      probe.writeDelayMs = 40;
+      const first = await client.request('POST', '/redirect/apple');
+      expect(first.status).toBe(303);
+      expect(first.header('location')).toBe('/me');
+      expect(first.setCookies).toHaveLength(1);
+      expect((await client.request('GET', '/me')).json()).toEqual({ user: null, items: { apple: 1 } });
+      const second = await client.request('POST', '/redirect/apple');
+      expect(second.status).toBe(303);
+      expect((await client.request('GET', '/me')).json()).toEqual({ user: null, items: { apple: 2 } });
+    });
+
+    it('fails with 503 while the store is down and recovers when it is back', async () => {
+      await loggedIn();
+      probe.down = true;
+      const read = await client.request('GET', '/me');
+      expect(read.status).toBe(503);
+      const write = await client.request('POST', '/items/kiwi', null);
+      expect(write.status).toBe(503);
+      expect(write.setCookies).toEqual([]);
+      expect(write.body).not.toContain('"count"');
+      probe.down = false;
+      const after = await client.request('GET', '/me');
+      expect(after.status).toBe(200);
+      expect(after.json()).toEqual({ user: 'ada', items: { apple: 1 } });
+    });
+  });
+}
