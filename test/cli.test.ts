@@ -47,7 +47,7 @@ describe('configuration errors name the option and exit 2', () => {
     ['a non-loopback host without keys', ['serve', '--host', '0.0.0.0'], {}, /--host is not a loopback address.*--api-key/],
     ['a short secret', ['serve', '--secret', 'short'], {}, /--secret must be a string of at least 32 bytes/],
     ['a short ELASTIC_SESSION_SECRET', ['serve'], { ELASTIC_SESSION_SECRET: 'short' }, /ELASTIC_SESSION_SECRET must be a string of at least 32 bytes/],
-    ['an unknown store scheme', ['serve', '--store', 'mongodb://x'], {}, /--store must start with sqlite: or memory:/],
+    ['an unknown store scheme', ['serve', '--store', 'mongodb://x'], {}, /--store must start with one of sqlite:, memory:, postgres:/],
     ['a store scheme not supported yet', ['serve', '--store', 'redis://:hunter2@localhost'], {}, /--store uses redis: which/],
     ['a bad ELASTIC_SESSION_STORE', ['serve'], { ELASTIC_SESSION_STORE: 'sqlite:' }, /ELASTIC_SESSION_STORE needs a file path/],
     ['a zero idle timeout', ['serve', '--idle-timeout', '0'], {}, /--idle-timeout must be a number of seconds from 1 to/],

@@ -7,8 +7,8 @@ import { checkApiKeys, checkExposure, checkHost, checkPort, checkSecret, checkTi
 import { parseStoreUrl } from '../service/stores.js';
 import type { StoreSpec } from '../service/stores.js';
 
-export type Command = 'serve' | 'inspect' | 'sweep';
-export const COMMANDS: readonly Command[] = ['serve', 'inspect', 'sweep'];
+export type Command = 'serve' | 'inspect' | 'sweep' | 'migrate';
+export const COMMANDS: readonly Command[] = ['serve', 'inspect', 'sweep', 'migrate'];
 
 /** Settings in the order the help lists them. `file` is the config-file key, `env` the variable, if any. */
 const SETTINGS = {
@@ -27,6 +27,7 @@ const COMMAND_SETTINGS: Record<Command, readonly Setting[]> = {
   serve: ['port', 'host', 'store', 'idleTimeout', 'absoluteTimeout', 'secret', 'apiKeys'],
   inspect: ['store', 'secret'],
   sweep: ['store'],
+  migrate: ['store'],
 };
 
 /** The options `parseArgs` accepts for a command. */

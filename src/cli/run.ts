@@ -65,6 +65,8 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
         return await inspect(parsed.config, parsed.positionals[0] ?? '', io);
       case 'sweep':
         return await sweep(parsed.config, io);
+      case 'migrate':
+        return await migrate(parsed.config, io);
     }
   } catch (error) {
     return reportError(command, error, io);
@@ -166,6 +168,25 @@ async function sweep(config: CliConfig, io: CliIO): Promise<number> {
     io.stdout(`${total}\n`);
     return EXIT.ok;
   });
+}
+
+interface Migratable {
+  migrate(): Promise<{ from: number; to: number }>;
+}
+
+async function migrate(config: CliConfig, io: CliIO): Promise<number> {
+  const store = await openStore(config.store);
+  try {
+    if (!('migrate' in store) || typeof (store as Partial<Migratable>).migrate !== 'function') {
+      io.stdout(`the ${store.name} store has no schema to migrate${store.name === 'sqlite' ? ' (SQLite migrates when it opens)' : ''}\n`);
+      return EXIT.ok;
+    }
+    const { from, to } = await (store as unknown as Migratable).migrate();
+    io.stdout(`schema version ${from} -> ${to}\n`);
+    return EXIT.ok;
+  } finally {
+    await store.close();
+  }
 }
 
 /** The innermost non-SessionError cause (a driver's message such as "unable to open database file"). */

@@ -52,6 +52,10 @@ export interface ResolveSecretOptions {
 export async function resolveSecret(options: ResolveSecretOptions): Promise<ResolvedSecret | null> {
   if (options.given !== undefined) return { secret: checkSecret(options.given, options.option), source: 'option' };
   const file = options.spec ? secretFileOf(options.spec) : null;
+  if (file === null && options.spec && isDurable(options.spec)) {
+    // Every instance on a shared store must sign and hash with the same secret; none can be made up here.
+    throw optionError(options.option, `is required with a ${options.spec.scheme} store: every instance must use the same secret`);
+  }
   if (file === null) {
     if (!options.create) return null;
     // The memory store loses its sessions on restart anyway, and says so itself.

@@ -3,18 +3,38 @@ import { SessionError } from '../core/errors.js';
 import type { SessionStore } from '../core/types.js';
 import { optionError } from './config.js';
 
+/** Stores on a server, shared by every instance of the service. */
+export type NetworkScheme = 'postgres' | 'mysql' | 'memcached';
+
 /** A parsed `--store` URL. */
 export type StoreSpec =
   | { scheme: 'memory'; url: string }
   /** `path` is absolute, or `:memory:` for a private in-memory SQLite database. */
-  | { scheme: 'sqlite'; url: string; path: string };
+  | { scheme: 'sqlite'; url: string; path: string }
+  | { scheme: NetworkScheme; url: string };
+
+const NETWORK_SCHEMES: Record<string, NetworkScheme> = {
+  'postgres:': 'postgres',
+  'postgresql:': 'postgres',
+  'mysql:': 'mysql',
+  'mariadb:': 'mysql',
+  'memcached:': 'memcached',
+};
+
+/** Each network store's module opens its own client from the URL and loads its driver lazily. */
+const NETWORK_OPENERS: Record<NetworkScheme, (url: string) => Promise<SessionStore>> = {
+  postgres: async (url) => (await import('../stores/postgres.js')).openPostgresStore(url),
+  mysql: async (url) => (await import('../stores/mysql.js')).openMysqlStore(url.replace(/^mariadb:/i, 'mysql:')),
+  memcached: async (url) => (await import('../stores/memcached.js')).openMemcachedStore(url),
+};
 
 interface SqliteModule {
   sqliteStore(options: { path?: string }): SessionStore;
 }
 
 /** Schemes that later versions (or other packages) serve; named in the error so users know it is not a typo. */
-const PLANNED_SCHEMES = new Set(['redis:', 'rediss:', 'postgres:', 'postgresql:', 'memcached:', 'nats:']);
+const PLANNED_SCHEMES = new Set(['redis:', 'rediss:', 'redis-sentinel:', 'redis-cluster:', 'nats:']);
+const SUPPORTED = 'sqlite:, memory:, postgres:, mysql:, memcached:';
 
 /**
  * The URL with any credentials removed, for messages. A store URL may carry a password
@@ -43,15 +63,20 @@ export function parseStoreUrl(value: unknown, option: string, cwd = process.cwd(
     if (path.includes('\0')) throw optionError(option, 'has an invalid file path');
     return { scheme: 'sqlite', url, path: path === ':memory:' ? path : resolve(cwd, path) };
   }
-  if (scheme !== undefined && PLANNED_SCHEMES.has(scheme)) {
-    throw optionError(option, `uses ${scheme} which this version of elastic-session serve does not support yet (supported: sqlite:, memory:)`);
+  const network = scheme === undefined ? undefined : NETWORK_SCHEMES[scheme];
+  if (network !== undefined) {
+    if (!url.slice(scheme?.length).startsWith('//')) throw optionError(option, `must be a URL such as ${network}://host:port`);
+    return { scheme: network, url };
   }
-  throw optionError(option, 'must start with sqlite: or memory: (e.g. sqlite:./data/sessions.db)');
+  if (scheme !== undefined && PLANNED_SCHEMES.has(scheme)) {
+    throw optionError(option, `uses ${scheme} which this version of elastic-session serve does not support yet (supported: ${SUPPORTED})`);
+  }
+  throw optionError(option, `must start with one of ${SUPPORTED} (e.g. sqlite:./data/sessions.db)`);
 }
 
-/** Whether sessions in this store survive a restart of the service. */
+/** Whether sessions in this store outlive this process (and so need a secret that does too). */
 export function isDurable(spec: StoreSpec): boolean {
-  return spec.scheme === 'sqlite' && spec.path !== ':memory:';
+  return spec.scheme === 'sqlite' ? spec.path !== ':memory:' : spec.scheme !== 'memory';
 }
 
 /**
@@ -63,6 +88,7 @@ export async function openStore(spec: StoreSpec): Promise<SessionStore> {
     const { memoryStore } = await import('../stores/memory.js');
     return memoryStore();
   }
+  if (spec.scheme !== 'sqlite') return openNetworkStore(spec.scheme, spec.url);
   let sqlite: SqliteModule;
   try {
     sqlite = await import('../stores/sqlite.js');
@@ -85,4 +111,20 @@ export async function openStore(spec: StoreSpec): Promise<SessionStore> {
 /** Parses and opens a store URL in one step (for apps and examples that take the service's `--store` URLs). */
 export async function openStoreUrl(url: string, option = 'store'): Promise<SessionStore> {
   return openStore(parseStoreUrl(url, option));
+}
+
+async function openNetworkStore(scheme: NetworkScheme, url: string): Promise<SessionStore> {
+  try {
+    return await NETWORK_OPENERS[scheme](url);
+  } catch (error) {
+    if (error instanceof SessionError) {
+      // The opener's message names the problem; the URL may carry a password, so only the redacted form is shown.
+      throw new SessionError(error.code === 'ESESS_CONFIG' ? 'ESESS_CONFIG' : 'ESESS_STORE_UNAVAILABLE', {
+        message: `store ${redactStoreUrl(url)}: ${error.message}`,
+        cause: error,
+        context: { option: 'store' },
+      });
+    }
+    throw new SessionError('ESESS_STORE_UNAVAILABLE', { message: `store ${redactStoreUrl(url)} cannot be opened`, cause: error, context: { store: scheme } });
+  }
 }

@@ -1,0 +1,79 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestSchema } from './helpers/postgres.js';
+import type { TestSchema } from './helpers/postgres.js';
+import { createTestTables } from './helpers/mysql.js';
+import type { TestTables } from './helpers/mysql.js';
+import { startMemcached } from './helpers/memcached.js';
+import type { TestMemcached } from './helpers/memcached.js';
+import { randomSecret, runCli, startService } from './helpers/service.js';
+import type { SessionResource } from '../src/service/index.js';
+
+let postgres: TestSchema;
+let mysql: TestTables;
+let memcached: TestMemcached;
+
+beforeAll(async () => {
+  [postgres, mysql, memcached] = await Promise.all([createTestSchema(), createTestTables(), startMemcached()]);
+});
+
+afterAll(async () => {
+  await Promise.all([postgres?.drop(), mysql?.drop(), memcached?.stop()]);
+});
+
+describe('the service on network stores named by URL', () => {
+  const urls = () => ({ postgres: postgres.url, mysql: mysql.url, memcached: memcached.url });
+
+  for (const kind of ['postgres', 'mysql', 'memcached'] as const) {
+    it(`keeps sessions on ${kind} across service instances that share the secret`, async () => {
+      const secret = randomSecret();
+      const first = await startService({ store: urls()[kind], secret });
+      const created = (await (await first.request('POST', '/v1/sessions', { json: { data: { a: 1 } } })).json()) as SessionResource;
+      await first.close();
+      const second = await startService({ store: urls()[kind], secret });
+      try {
+        const patched = await second.request('PATCH', `/v1/sessions/${created.id}`, { json: { set: { b: 2 } } });
+        expect(patched.status).toBe(200);
+        expect(((await patched.json()) as SessionResource).data).toEqual({ a: 1, b: 2 });
+        expect(second.log.lines.join('\n')).not.toContain('secret');
+      } finally {
+        await second.close();
+      }
+    });
+  }
+
+  it('answers user-index routes on memcached with 501 ESESS_UNSUPPORTED, not a wrong answer', async () => {
+    const service = await startService({ store: memcached.url, secret: randomSecret() });
+    try {
+      const reply = await service.request('GET', '/v1/users/alice/sessions');
+      expect(reply.status).toBe(501);
+      expect(await reply.json()).toMatchObject({ code: 'ESESS_UNSUPPORTED' });
+    } finally {
+      await service.close();
+    }
+  });
+});
+
+describe('elastic-session CLI on network stores', () => {
+  it('migrate creates the PostgreSQL schema, then finds it current', async () => {
+    const fresh = new URL(postgres.url);
+    fresh.searchParams.set('table', 'cli_migrated');
+    const first = await runCli(['migrate', '--store', fresh.toString()]);
+    expect(first.stderr).toBe('');
+    expect(first.stdout).toMatch(/^schema version 0 -> [1-9]\d*\n$/);
+    const second = await runCli(['migrate', '--store', fresh.toString()]);
+    const version = /-> (\d+)/.exec(first.stdout)?.[1];
+    expect(second.stdout).toBe(`schema version ${version} -> ${version}\n`);
+  });
+
+  it('serve on a shared store without a secret exits 2 naming --secret', async () => {
+    const result = await runCli(['serve', '--port', '0', '--store', postgres.url]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--secret.*required with a postgres store/);
+  });
+
+  it('a store URL with a password never shows it in an error', async () => {
+    const result = await runCli(['inspect', '--store', 'postgres://user:hunter2-password@127.0.0.1:1/none', '--secret', randomSecret(), 'A'.repeat(43)]);
+    expect(result.code).not.toBe(0);
+    expect(result.stdout + result.stderr).not.toContain('hunter2-password');
+  });
+});
