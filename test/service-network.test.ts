@@ -1,3 +1,4 @@
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestSchema } from './helpers/postgres.js';
 import type { TestSchema } from './helpers/postgres.js';
@@ -16,14 +17,26 @@ beforeAll(async () => {
   [postgres, mysql, memcached] = await Promise.all([createTestSchema(), createTestTables(), startMemcached()]);
 });
 
+const redisPrefix = `es-service-test-${process.pid}-${Date.now()}:`;
+
 afterAll(async () => {
+  const redis = new Redis({ host: '127.0.0.1', port: 6379, lazyConnect: true });
+  await redis.connect();
+  const keys = await redis.keys(`${redisPrefix}*`);
+  if (keys.length > 0) await redis.del(...keys);
+  await redis.quit();
   await Promise.all([postgres?.drop(), mysql?.drop(), memcached?.stop()]);
 });
 
 describe('the service on network stores named by URL', () => {
-  const urls = () => ({ postgres: postgres.url, mysql: mysql.url, memcached: memcached.url });
+  const urls = () => ({
+    redis: `redis://127.0.0.1:6379?prefix=${redisPrefix}`,
+    postgres: postgres.url,
+    mysql: mysql.url,
+    memcached: memcached.url,
+  });
 
-  for (const kind of ['postgres', 'mysql', 'memcached'] as const) {
+  for (const kind of ['redis', 'postgres', 'mysql', 'memcached'] as const) {
     it(`keeps sessions on ${kind} across service instances that share the secret`, async () => {
       const secret = randomSecret();
       const first = await startService({ store: urls()[kind], secret });

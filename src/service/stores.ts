@@ -4,7 +4,7 @@ import type { SessionStore } from '../core/types.js';
 import { optionError } from './config.js';
 
 /** Stores on a server, shared by every instance of the service. */
-export type NetworkScheme = 'postgres' | 'mysql' | 'memcached';
+export type NetworkScheme = 'redis' | 'postgres' | 'mysql' | 'memcached';
 
 /** A parsed `--store` URL. */
 export type StoreSpec =
@@ -14,6 +14,12 @@ export type StoreSpec =
   | { scheme: NetworkScheme; url: string };
 
 const NETWORK_SCHEMES: Record<string, NetworkScheme> = {
+  'redis:': 'redis',
+  'rediss:': 'redis',
+  'redis-sentinel:': 'redis',
+  'rediss-sentinel:': 'redis',
+  'redis-cluster:': 'redis',
+  'rediss-cluster:': 'redis',
   'postgres:': 'postgres',
   'postgresql:': 'postgres',
   'mysql:': 'mysql',
@@ -23,6 +29,7 @@ const NETWORK_SCHEMES: Record<string, NetworkScheme> = {
 
 /** Each network store's module opens its own client from the URL and loads its driver lazily. */
 const NETWORK_OPENERS: Record<NetworkScheme, (url: string) => Promise<SessionStore>> = {
+  redis: async (url) => (await import('../stores/redis.js')).openRedisStore(url),
   postgres: async (url) => (await import('../stores/postgres.js')).openPostgresStore(url),
   mysql: async (url) => (await import('../stores/mysql.js')).openMysqlStore(url.replace(/^mariadb:/i, 'mysql:')),
   memcached: async (url) => (await import('../stores/memcached.js')).openMemcachedStore(url),
@@ -33,15 +40,15 @@ interface SqliteModule {
 }
 
 /** Schemes that later versions (or other packages) serve; named in the error so users know it is not a typo. */
-const PLANNED_SCHEMES = new Set(['redis:', 'rediss:', 'redis-sentinel:', 'redis-cluster:', 'nats:']);
-const SUPPORTED = 'sqlite:, memory:, postgres:, mysql:, memcached:';
+const PLANNED_SCHEMES = new Set(['nats:']);
+const SUPPORTED = 'sqlite:, memory:, redis:, rediss:, redis-sentinel:, redis-cluster:, postgres:, mysql:, memcached:';
 
 /**
  * The URL with any credentials removed, for messages. A store URL may carry a password
  * (`redis://:pw@host`), which must never reach a log line.
  */
 export function redactStoreUrl(url: string): string {
-  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/?#]*@/i, '$1***@');
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/?#]*@/i, '$1***@').replace(/([?&][a-z]*password=)[^&#]*/gi, '$1***');
 }
 
 /**

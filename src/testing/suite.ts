@@ -172,8 +172,9 @@ export function runStoreConformance(t: TestRegistrar, options: ConformanceOption
       it('orders writes of one field by stamp: an older write never overwrites a newer one', async () => {
         const k = key();
         await store.create(k, record({}));
-        const newer = formatStamp(clock() + 10, 0, 'ffffffff');
-        const older = formatStamp(clock() + 5, 0, 'ffffffff');
+        const t0 = clock();
+        const newer = formatStamp(t0 + 10, 0, 'ffffffff');
+        const older = formatStamp(t0 + 5, 0, 'ffffffff');
         await store.apply(k, { fields: { f: { value: '"newer"', stamp: newer } } });
         await store.apply(k, { fields: { f: { value: '"older"', stamp: older } } });
         assert.equal(valueOf(await store.load(k), 'f'), 'newer');
@@ -192,11 +193,13 @@ export function runStoreConformance(t: TestRegistrar, options: ConformanceOption
       it('keeps a deleted field deleted against an older write', async () => {
         const k = key();
         await store.create(k, record({ f: 'x' }));
-        await store.apply(k, { fields: { f: { value: null, stamp: formatStamp(clock() + 10, 0, '00000000') } } });
+        // One reference time: on a real clock, stamps taken later would order after the "newer" one.
+        const t0 = clock();
+        await store.apply(k, { fields: { f: { value: null, stamp: formatStamp(t0 + 10, 0, '00000000') } } });
         assert.equal(valueOf(await store.load(k), 'f'), undefined);
-        await store.apply(k, { fields: { f: { value: '"late"', stamp: formatStamp(clock() + 5, 0, '00000000') } } });
+        await store.apply(k, { fields: { f: { value: '"late"', stamp: formatStamp(t0 + 5, 0, '00000000') } } });
         assert.equal(valueOf(await store.load(k), 'f'), undefined);
-        await store.apply(k, { fields: { f: { value: '"again"', stamp: formatStamp(clock() + 20, 0, '00000000') } } });
+        await store.apply(k, { fields: { f: { value: '"again"', stamp: formatStamp(t0 + 20, 0, '00000000') } } });
         assert.equal(valueOf(await store.load(k), 'f'), 'again');
       });
 
