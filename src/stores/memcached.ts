@@ -1,6 +1,7 @@
 import type * as Memjs from 'memjs';
 import type { Client, ClientOptions, ServerOptions } from 'memjs';
 import { configError, SessionError } from '../core/errors.js';
+import { importDriver } from './driver.js';
 import { publishConflict, publishCorrupt } from '../core/telemetry.js';
 import type { ApplyResult, Clock, SessionDelta, SessionStore, StoreCapabilities, StoredField, StoredSession, StoredSummary } from '../core/types.js';
 import { expiresAt, systemClock } from '../core/types.js';
@@ -296,12 +297,7 @@ export async function openMemcachedStore(url: string, options: Omit<MemcachedSto
   }
   const query = new URLSearchParams(match[2] ?? '');
   const prefix = query.get('prefix') ?? options.prefix;
-  let memjs: typeof Memjs;
-  try {
-    memjs = await import('memjs');
-  } catch (error) {
-    throw new SessionError('ESESS_CONFIG', { message: 'The Memcached store needs the optional dependency memjs (npm install memjs)', cause: error, context: { option: 'store' } });
-  }
+  const memjs: typeof Memjs = await importDriver(() => import('memjs'), 'Memcached', 'memjs');
   const Client = memjs.Client ?? (memjs as unknown as { default: typeof Memjs }).default.Client;
   // Failures reach the caller as typed errors, so memjs's own console logging is turned off.
   const client = Client.create(servers.join(','), { timeout: 1, conntimeout: 2, keepAlive: true, logger: { log: () => undefined }, ...options.client });

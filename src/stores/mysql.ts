@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type * as Mysql from 'mysql2/promise';
 import type { Pool, PoolConnection, PoolOptions, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { configError, SessionError } from '../core/errors.js';
+import { importDriver } from './driver.js';
 import { publishCorrupt } from '../core/telemetry.js';
 import type { ApplyResult, Clock, SessionDelta, SessionStore, StoreCapabilities, StoredSession, StoredSummary } from '../core/types.js';
 import { expiresAt, systemClock } from '../core/types.js';
@@ -412,12 +413,7 @@ export async function openMysqlStore(url: string, options: Omit<MysqlStoreOption
   const table = parsed.searchParams.get('table') ?? options.table;
   parsed.searchParams.delete('table');
   parsed.protocol = 'mysql:';
-  let mysql: typeof Mysql;
-  try {
-    mysql = await import('mysql2/promise');
-  } catch (error) {
-    throw new SessionError('ESESS_CONFIG', { message: 'The MySQL store needs the optional dependency mysql2 (npm install mysql2)', cause: error, context: { option: 'store' } });
-  }
+  const mysql: typeof Mysql = await importDriver(() => import('mysql2/promise'), 'MySQL', 'mysql2');
   const createPool = mysql.createPool ?? (mysql as unknown as { default: typeof Mysql }).default.createPool;
   const pool = createPool({ uri: parsed.toString(), connectionLimit: 10, connectTimeout: 5000, enableKeepAlive: true, ...options.pool });
   const { pool: _ignored, ...rest } = options;

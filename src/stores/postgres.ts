@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import type * as Pg from 'pg';
 import type { Pool, PoolClient, PoolConfig } from 'pg';
 import { configError, SessionError } from '../core/errors.js';
+import { importDriver } from './driver.js';
 import { publishCorrupt } from '../core/telemetry.js';
 import type { ApplyResult, Clock, SessionDelta, SessionStore, StoreCapabilities, StoredSession, StoredSummary } from '../core/types.js';
 import { expiresAt, systemClock } from '../core/types.js';
@@ -321,12 +322,7 @@ export async function openPostgresStore(url: string, options: Omit<PostgresStore
   const table = parsed.searchParams.get('table') ?? options.table;
   parsed.searchParams.delete('schema');
   parsed.searchParams.delete('table');
-  let pg: typeof Pg;
-  try {
-    pg = await import('pg');
-  } catch (error) {
-    throw new SessionError('ESESS_CONFIG', { message: 'The PostgreSQL store needs the optional dependency pg (npm install pg)', cause: error, context: { option: 'store' } });
-  }
+  const pg: typeof Pg = await importDriver(() => import('pg'), 'PostgreSQL', 'pg');
   const pool = new pg.Pool({ connectionTimeoutMillis: 5000, ...options.pool, connectionString: parsed.toString() });
   // An idle connection that dies (server restart) is reported on the pool; the next query
   // reports it to its caller, so the event itself needs no action.

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { ChainableCommander, Cluster, ClusterNode, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { configError, SessionError } from '../core/errors.js';
+import { importDriver } from './driver.js';
 import { publishCorrupt } from '../core/telemetry.js';
 import type { ApplyResult, SessionDelta, SessionStore, StoreCapabilities, StoredField, StoredSession, StoredSummary } from '../core/types.js';
 import { PROVISIONAL_MS, SCRIPTS } from './redis-scripts.js';
@@ -566,9 +567,7 @@ export function parseRedisUrl(url: string): RedisTarget {
  */
 export async function openRedisStore(url: string, options: OpenRedisStoreOptions = {}): Promise<RedisStore> {
   const target = parseRedisUrl(url);
-  const ioredis = await import('ioredis').catch((error: unknown) => {
-    throw new SessionError('ESESS_CONFIG', { message: 'Redis store URLs need the ioredis package: npm install ioredis', cause: error, context: { option: 'url' } });
-  });
+  const ioredis = await importDriver(() => import('ioredis'), 'Redis', 'ioredis');
   const { clientOptions, clusterOptions, ...storeOptions } = options;
   const auth = { ...(target.username === undefined ? {} : { username: target.username }), ...(target.password === undefined ? {} : { password: target.password }) };
   const tls = target.tls ? { tls: {} } : {};
