@@ -8,6 +8,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { serve } from '@hono/node-server';
 import express from 'express';
+import express4 from 'express4';
 import type { Request as ExpressRequest, Response as ExpressResponse } from 'express';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -264,16 +265,23 @@ function paramsOf(url: URL, params: Record<string, string | undefined>): Params 
   return { ...Object.fromEntries(url.searchParams), ...params };
 }
 
-export function expressApp(options: AppOptions): express.Express {
-  const app = express();
+/**
+ * The test app on Express 5, or on Express 4 when given its factory. Express 4 does not catch
+ * rejected promises, so handlers pass failures to `next` themselves, as Express 4 apps must.
+ */
+export function expressApp(options: AppOptions, factory: () => express.Express = express): express.Express {
+  const app = factory();
   app.use(expressSession({ manager: options.manager, trustProxy: options.trustProxy, lazy: options.lazy }));
   for (const route of ROUTES) {
-    const handler = async (req: ExpressRequest, res: ExpressResponse): Promise<void> => {
+    const handle = async (req: ExpressRequest, res: ExpressResponse): Promise<void> => {
       const s = route.session ? (options.lazy ? await req.loadSession() : req.session) : (undefined as unknown as SessionObject);
       const outcome = await route.logic(s, paramsOf(new URL(req.url, 'http://x'), req.params as Record<string, string>), options.hooks);
       if (outcome.redirect) res.redirect(outcome.status, outcome.redirect);
       else if (outcome.json === undefined) res.status(outcome.status).end();
       else res.status(outcome.status).json(outcome.json);
+    };
+    const handler = (req: ExpressRequest, res: ExpressResponse, next: (error: unknown) => void): void => {
+      handle(req, res).catch(next);
     };
     if (route.method === 'GET') app.get(route.path, handler);
     else app.post(route.path, handler);
@@ -351,6 +359,7 @@ function matchPath(pattern: string, pathname: string): Record<string, string> | 
 export const TARGETS: Target[] = [
   { name: 'express over http', lazy: false, start: (options) => listen(createServer(expressApp(options))) },
   { name: 'express (lazy) over http', lazy: true, start: (options) => listen(createServer(expressApp({ ...options, lazy: true }))) },
+  { name: 'express 4 over http', lazy: false, start: (options) => listen(createServer(expressApp(options, express4))) },
   {
     name: 'fastify over http',
     lazy: false,
