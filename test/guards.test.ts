@@ -44,7 +44,9 @@ describe('JSON guard', () => {
   it('round-trips any JSON value without forbidden keys', () => {
     fc.assert(
       fc.property(safeJson, (value) => {
-        expect(safeJsonParse(JSON.stringify(value), 32)).toEqual(value);
+        // What JSON itself carries (-0 becomes 0), not the generated value.
+        const text = JSON.stringify(value);
+        expect(safeJsonParse(text, 32)).toEqual(JSON.parse(text));
       }),
     );
   });
