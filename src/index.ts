@@ -9,7 +9,7 @@ export type { CookieOptions } from './core/cookie.js';
 export { DEFAULT_DATA_LIMITS, safeJsonParse } from './core/json.js';
 export type { DataLimits } from './core/json.js';
 export { CHANNELS } from './core/telemetry.js';
-export type { SessionEvent, SessionEventType, StoreOperationContext } from './core/telemetry.js';
+export type { AnomalyEvent, SessionEvent, SessionEventType, StoreOperationContext } from './core/telemetry.js';
 export { expiresAt, systemClock, TOMBSTONE_GRACE_MS } from './core/types.js';
 export type {
   ApplyResult,

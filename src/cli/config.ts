@@ -5,10 +5,13 @@ import { isSessionError, SessionError } from '../core/errors.js';
 import { safeJsonParse } from '../core/json.js';
 import { checkApiKeys, checkExposure, checkHost, checkPort, checkSecret, checkTimeout, DEFAULT_SERVICE_CONFIG, optionError } from '../service/config.js';
 import { parseStoreUrl } from '../service/stores.js';
+import { MAX_TIMEOUT_SECONDS } from '../core/manager.js';
+import { parseEncryptionKeys } from '../stores/encrypted.js';
+import { MAX_ACCESS_TTL } from '../tokens/limits.js';
 import type { StoreSpec } from '../service/stores.js';
 
-export type Command = 'serve' | 'inspect' | 'sweep' | 'migrate';
-export const COMMANDS: readonly Command[] = ['serve', 'inspect', 'sweep', 'migrate'];
+export type Command = 'serve' | 'inspect' | 'sweep' | 'migrate' | 'reencrypt';
+export const COMMANDS: readonly Command[] = ['serve', 'inspect', 'sweep', 'migrate', 'reencrypt'];
 
 /** Settings in the order the help lists them. `file` is the config-file key, `env` the variable, if any. */
 const SETTINGS = {
@@ -19,15 +22,30 @@ const SETTINGS = {
   absoluteTimeout: { flag: 'absolute-timeout', env: undefined },
   secret: { flag: 'secret', env: 'ELASTIC_SESSION_SECRET' },
   apiKeys: { flag: 'api-key', env: 'ELASTIC_SESSION_API_KEYS' },
+  encryptionKeys: { flag: 'encryption-key', env: 'ELASTIC_SESSION_ENCRYPTION_KEYS' },
+  tlsCert: { flag: 'tls-cert', env: 'ELASTIC_SESSION_TLS_CERT' },
+  tlsKey: { flag: 'tls-key', env: 'ELASTIC_SESSION_TLS_KEY' },
+  tlsClientCa: { flag: 'tls-client-ca', env: 'ELASTIC_SESSION_TLS_CLIENT_CA' },
+  tokenIssuer: { flag: 'token-issuer', env: undefined },
+  tokenAudience: { flag: 'token-audience', env: undefined },
+  accessTokenTtl: { flag: 'access-token-ttl', env: undefined },
+  refreshTokenTtl: { flag: 'refresh-token-ttl', env: undefined },
 } as const;
+
+/** Settings that may be given several times (flags repeat; the variable is comma-separated). */
+const LISTS: ReadonlySet<Setting> = new Set(['apiKeys', 'encryptionKeys']);
 
 type Setting = keyof typeof SETTINGS;
 
 const COMMAND_SETTINGS: Record<Command, readonly Setting[]> = {
-  serve: ['port', 'host', 'store', 'idleTimeout', 'absoluteTimeout', 'secret', 'apiKeys'],
-  inspect: ['store', 'secret'],
+  serve: [
+    'port', 'host', 'store', 'idleTimeout', 'absoluteTimeout', 'secret', 'apiKeys', 'encryptionKeys', 'tlsCert', 'tlsKey', 'tlsClientCa',
+    'tokenIssuer', 'tokenAudience', 'accessTokenTtl', 'refreshTokenTtl',
+  ],
+  inspect: ['store', 'secret', 'encryptionKeys'],
   sweep: ['store'],
   migrate: ['store'],
+  reencrypt: ['store', 'encryptionKeys'],
 };
 
 /** The options `parseArgs` accepts for a command. */
@@ -37,7 +55,7 @@ export function argOptions(command: Command): Record<string, { type: 'string' | 
     config: { type: 'string' },
   };
   for (const setting of COMMAND_SETTINGS[command]) {
-    options[SETTINGS[setting].flag] = setting === 'apiKeys' ? { type: 'string', multiple: true } : { type: 'string' };
+    options[SETTINGS[setting].flag] = LISTS.has(setting) ? { type: 'string', multiple: true } : { type: 'string' };
   }
   return options;
 }
@@ -52,6 +70,12 @@ export interface CliConfig {
   /** How the user named the secret option (for messages about it). */
   secretOption: string;
   apiKeys: string[];
+  /** `kid:KEY` encryption keys, newest first, validated; undefined: no encryption at rest. */
+  encryptionKeys: string[] | undefined;
+  /** PEM contents read from the --tls-* files; undefined: plain HTTP. */
+  tls: { cert: Buffer; key: Buffer; clientCa?: Buffer } | undefined;
+  /** Token mode settings given; the rest keep the service's defaults. */
+  tokens: { issuer?: string; audience?: string; accessTtl?: number; refreshTtl?: number };
 }
 
 export interface ParsedCommand {
@@ -94,7 +118,7 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
     if (variable !== undefined) {
       const fromEnv = env[variable];
       if (fromEnv !== undefined && fromEnv !== '') {
-        return { value: setting === 'apiKeys' ? fromEnv.split(',').map((key) => key.trim()).filter((key) => key !== '') : fromEnv, name: variable };
+        return { value: LISTS.has(setting) ? fromEnv.split(',').map((key) => key.trim()).filter((key) => key !== '') : fromEnv, name: variable };
       }
     }
     if (file && Object.hasOwn(file.values, setting)) return { value: file.values[setting], name: `"${setting}" in ${file.path}` };
@@ -110,6 +134,18 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
   const secret = pick('secret');
   const keys = pick('apiKeys');
   const apiKeys = keys ? checkApiKeys(keys.value, keys.name) : [];
+  const encryption = pick('encryptionKeys');
+  const tlsCert = pick('tlsCert');
+  const tlsKey = pick('tlsKey');
+  const tlsClientCa = pick('tlsClientCa');
+  if ((tlsCert === undefined) !== (tlsKey === undefined)) {
+    throw optionError(tlsCert ? '--tls-cert' : '--tls-key', 'needs its pair: give both --tls-cert and --tls-key (or ELASTIC_SESSION_TLS_CERT and ELASTIC_SESSION_TLS_KEY)');
+  }
+  if (tlsClientCa && !tlsCert) throw optionError(tlsClientCa.name, 'requires --tls-cert and --tls-key: client certificates are only asked for over TLS');
+  const tokenIssuer = pick('tokenIssuer');
+  const tokenAudience = pick('tokenAudience');
+  const accessTtl = pick('accessTokenTtl');
+  const refreshTtl = pick('refreshTokenTtl');
   const config: CliConfig = {
     port: port ? checkPort(port.value, port.name) : base.port,
     host: host ? checkHost(host.value, host.name) : apiKeys.length > 0 ? DEFAULT_SERVICE_CONFIG.hostWithApiKeys : base.host,
@@ -119,6 +155,14 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
     secret: secret ? checkSecret(secret.value, secret.name) : undefined,
     secretOption: secret?.name ?? '--secret (or ELASTIC_SESSION_SECRET)',
     apiKeys,
+    encryptionKeys: encryption ? checkEncryptionKeys(encryption) : undefined,
+    tls: tlsCert && tlsKey ? { cert: readPem(tlsCert, cwd), key: readPem(tlsKey, cwd), ...(tlsClientCa ? { clientCa: readPem(tlsClientCa, cwd) } : {}) } : undefined,
+    tokens: {
+      ...(tokenIssuer ? { issuer: checkText(tokenIssuer) } : {}),
+      ...(tokenAudience ? { audience: checkText(tokenAudience) } : {}),
+      ...(accessTtl ? { accessTtl: checkSeconds(accessTtl, MAX_ACCESS_TTL) } : {}),
+      ...(refreshTtl ? { refreshTtl: checkSeconds(refreshTtl, MAX_TIMEOUT_SECONDS) } : {}),
+    },
   };
   if (command === 'serve') checkExposure(config.host, apiKeys, host?.name ?? '--host', '--api-key (or ELASTIC_SESSION_API_KEYS)');
   if (command === 'inspect' && positionals.length !== 1) {
@@ -136,8 +180,45 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
       secret: undefined,
       secretOption: '--secret (or ELASTIC_SESSION_SECRET)',
       apiKeys: [],
+      encryptionKeys: undefined,
+      tls: undefined,
+      tokens: {},
     };
   }
+}
+
+function checkText(raw: Raw): string {
+  if (typeof raw.value !== 'string' || raw.value.length === 0 || raw.value.length > 256) throw optionError(raw.name, 'must be a string of 1 to 256 characters');
+  return raw.value;
+}
+
+function checkSeconds(raw: Raw, max: number): number {
+  const seconds = typeof raw.value === 'number' ? raw.value : typeof raw.value === 'string' && /^\s*\d+\s*$/.test(raw.value) ? Number(raw.value) : Number.NaN;
+  if (!Number.isInteger(seconds) || seconds < 1 || seconds > max) throw optionError(raw.name, `must be a whole number of seconds from 1 to ${max}`);
+  return seconds;
+}
+
+function checkEncryptionKeys(raw: Raw): string[] {
+  const list = typeof raw.value === 'string' ? [raw.value] : raw.value;
+  if (!Array.isArray(list) || !list.every((item): item is string => typeof item === 'string')) throw optionError(raw.name, 'must be a list of kid:KEY strings');
+  // Validated here so a bad key is a configuration error at startup, named as the user wrote it.
+  parseEncryptionKeys(list, raw.name);
+  return list;
+}
+
+/** Reads a PEM file named by a --tls-* setting (relative to the working directory). */
+function readPem(raw: Raw, cwd: string): Buffer {
+  if (typeof raw.value !== 'string' || raw.value === '') throw optionError(raw.name, 'must be the path of a PEM file');
+  const path = resolve(cwd, raw.value);
+  let pem: Buffer;
+  try {
+    pem = readFileSync(path);
+  } catch (error) {
+    const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+    throw optionError(raw.name, `file ${path} cannot be read (${code ?? 'unknown error'})`);
+  }
+  if (!pem.includes('-----BEGIN ')) throw optionError(raw.name, `file ${path} is not PEM`);
+  return pem;
 }
 
 /** Reads the `--config` JSON file: an object whose keys are settings in camelCase. */

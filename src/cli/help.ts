@@ -2,7 +2,8 @@ import { DEFAULT_SERVICE_CONFIG } from '../service/config.js';
 import type { Command } from './config.js';
 
 const CONFIG_NOTE = `Configuration: flags, then environment variables, then the --config JSON file
-(keys: port, host, store, idleTimeout, absoluteTimeout, secret, apiKeys), then defaults.
+(keys: port, host, store, idleTimeout, absoluteTimeout, secret, apiKeys, encryptionKeys, tlsCert,
+tlsKey, tlsClientCa, tokenIssuer, tokenAudience, accessTokenTtl, refreshTokenTtl), then defaults.
 Relative SQLite paths are resolved against the working directory.`;
 
 export const MAIN_HELP = `Usage: elastic-session <command> [options]
@@ -14,6 +15,7 @@ Commands:
   inspect <id>   Print one session as JSON, as GET /v1/sessions/{id} shows it
   sweep          Remove expired sessions from a store without native expiry
   migrate        Create or upgrade the store's schema (PostgreSQL, MySQL) and print its version
+  reencrypt      Re-encrypt every session under the newest encryption key (after a key rotation)
 
 Options:
   -h, --help     Show help (also: elastic-session <command> --help)
@@ -41,8 +43,22 @@ Options:
                            to the SQLite file; prefer the environment over the command line)
   --api-key <key>          Bearer key required on /v1 routes; repeatable [env ELASTIC_SESSION_API_KEYS, comma-separated]
                            Without any key the service only listens on loopback.
+  --encryption-key <kid:KEY>  Encrypt session contents at rest (AES-256-GCM); KEY is 32 bytes in
+                           base64url; repeatable, newest first (the first encrypts, all decrypt)
+                                                            [env ELASTIC_SESSION_ENCRYPTION_KEYS, comma-separated]
+  --tls-cert <file.pem>    Serve HTTPS with this certificate chain   [env ELASTIC_SESSION_TLS_CERT]
+  --tls-key <file.pem>     ... and this private key                  [env ELASTIC_SESSION_TLS_KEY]
+  --tls-client-ca <file.pem>  Require client certificates signed by this CA (mTLS)
+                                                            [env ELASTIC_SESSION_TLS_CLIENT_CA]
+  --token-issuer <text>    iss of access tokens                (default elastic-session)
+  --token-audience <text>  aud of access tokens                (default elastic-session)
+  --access-token-ttl <s>   Access token lifetime, at most 3600 (default 300)
+  --refresh-token-ttl <s>  Refresh token lifetime               (default 86400; never past the session's end)
   --config <file.json>     Read settings from a JSON file
   -h, --help               Show this help
+
+Token mode (/v1/sessions/{id}/tokens, /v1/tokens/refresh, /verify, /revoke) signs with an
+Ed25519 key derived from the secret: every instance with the same secret verifies the same tokens.
 
 ${CONFIG_NOTE}
 `,
@@ -57,6 +73,8 @@ Options:
                                                             [env ELASTIC_SESSION_STORE] (default ${DEFAULT_SERVICE_CONFIG.store})
   --secret <text>          The service's secret               [env ELASTIC_SESSION_SECRET]
                            (default: elastic-session.secret next to the SQLite file)
+  --encryption-key <kid:KEY>  The service's encryption keys, if it encrypts at rest; repeatable
+                                                            [env ELASTIC_SESSION_ENCRYPTION_KEYS]
   --config <file.json>     Read settings from a JSON file
   -h, --help               Show this help
 
@@ -86,6 +104,24 @@ without a schema (memory, memcached) and SQLite (migrated when it opens) report 
 Options:
   --store <url>            sqlite:PATH, memory:, postgres://, mysql://, memcached://
                                                             [env ELASTIC_SESSION_STORE] (default ${DEFAULT_SERVICE_CONFIG.store})
+  --config <file.json>     Read settings from a JSON file
+  -h, --help               Show this help
+
+${CONFIG_NOTE}
+`,
+  reencrypt: `Usage: elastic-session reencrypt [options]
+
+After a key rotation (a new key prepended to --encryption-key), re-encrypts under the new key
+every value an older key sealed, walking the store in batches of ${DEFAULT_SERVICE_CONFIG.sweepBatch}. Safe while the service
+runs: a rewrite never overwrites a newer write. Prints progress on stderr and
+{"scanned","rewritten","fields","keyId"} on stdout; then the old key can be removed.
+Needs a store that can be walked (memory, SQLite).
+
+Options:
+  --store <url>            sqlite:PATH, memory:, postgres://, mysql://, memcached://
+                                                            [env ELASTIC_SESSION_STORE] (default ${DEFAULT_SERVICE_CONFIG.store})
+  --encryption-key <kid:KEY>  The new key first, then every key still in use; repeatable
+                                                            [env ELASTIC_SESSION_ENCRYPTION_KEYS, comma-separated]
   --config <file.json>     Read settings from a JSON file
   -h, --help               Show this help
 

@@ -8,6 +8,7 @@ import type { ServiceLogger } from '../service/log.js';
 import { toResource } from '../service/routes.js';
 import { generateSecret, resolveSecret, storeHashKey } from '../service/secret.js';
 import { isDurable, openStore } from '../service/stores.js';
+import { canScan, encryptedStore, reencryptAll } from '../stores/encrypted.js';
 import { COMMANDS, parseCommand } from './config.js';
 import type { CliConfig, Command } from './config.js';
 import { COMMAND_HELP, MAIN_HELP } from './help.js';
@@ -67,6 +68,8 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
         return await sweep(parsed.config, io);
       case 'migrate':
         return await migrate(parsed.config, io);
+      case 'reencrypt':
+        return await reencrypt(parsed.config, io);
     }
   } catch (error) {
     return reportError(command, error, io);
@@ -101,6 +104,9 @@ async function serve(config: CliConfig, io: CliIO): Promise<number> {
     defaultMetrics: true,
     log: loggerFor(io),
     ...(config.secret === undefined ? {} : { secret: config.secret }),
+    ...(config.encryptionKeys === undefined ? {} : { encryptionKeys: config.encryptionKeys }),
+    ...(config.tls === undefined ? {} : { tls: config.tls }),
+    tokens: config.tokens,
   });
   let address;
   try {
@@ -120,7 +126,8 @@ async function serve(config: CliConfig, io: CliIO): Promise<number> {
 
 /** Opens the configured store, runs `fn` with a manager over it, and always closes the store. */
 async function withManager<T>(config: CliConfig, io: CliIO, fn: (manager: SessionManager, store: SessionStore) => Promise<T>): Promise<T> {
-  const store = await openStore(config.store);
+  const opened = await openStore(config.store);
+  const store = config.encryptionKeys === undefined ? opened : encryptedStore(opened, { keys: config.encryptionKeys });
   try {
     const resolved = isDurable(config.store)
       ? await resolveSecret({ given: config.secret, option: config.secretOption, spec: config.store, create: false, log: loggerFor(io) })
@@ -168,6 +175,32 @@ async function sweep(config: CliConfig, io: CliIO): Promise<number> {
     io.stdout(`${total}\n`);
     return EXIT.ok;
   });
+}
+
+/**
+ * Re-seals, under the first encryption key, every value an older key sealed: run it after
+ * prepending a new key, while the service keeps serving; then drop the old key. Prints progress
+ * on stderr and the totals as JSON on stdout.
+ */
+async function reencrypt(config: CliConfig, io: CliIO): Promise<number> {
+  if (config.encryptionKeys === undefined) {
+    throw new SessionError('ESESS_CONFIG', { message: '--encryption-key (or ELASTIC_SESSION_ENCRYPTION_KEYS) is required: the new key first, then every key still in use' });
+  }
+  const store = encryptedStore(await openStore(config.store), { keys: config.encryptionKeys });
+  try {
+    if (!canScan(store.inner)) {
+      io.stderr(`elastic-session reencrypt: the ${store.inner.name} store cannot be walked; values are re-encrypted as their sessions are written, keep old keys until the sessions have expired\n`);
+      return EXIT.failure;
+    }
+    const totals = await reencryptAll(store, {
+      batch: DEFAULT_SERVICE_CONFIG.sweepBatch,
+      onProgress: (progress) => io.stderr(`elastic-session: re-encrypted ${progress.fields} fields in ${progress.rewritten} of ${progress.scanned} records so far\n`),
+    });
+    io.stdout(`${JSON.stringify({ ...totals, keyId: store.currentKeyId })}\n`);
+    return EXIT.ok;
+  } finally {
+    await store.close();
+  }
 }
 
 interface Migratable {

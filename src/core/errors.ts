@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   ESESS_UNSUPPORTED: { status: 501, message: 'Operation not supported by this store' },
   ESESS_NOT_FOUND: { status: 404, message: 'Not found' },
   ESESS_UNAUTHORIZED: { status: 401, message: 'Missing or invalid credentials' },
+  ESESS_TOKEN_INVALID: { status: 401, message: 'Token rejected' },
   ESESS_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

@@ -144,7 +144,12 @@ export class SessionManager<Data extends SessionData = SessionData> {
   async load(id: string): Promise<Session<Data> | null> {
     if (typeof id !== 'string' || !isWellFormedId(id)) return null;
     const record = await this.#call('load', () => this.store.load(this.#key(id)));
-    if (!record || expiresAt(record) <= this.#clock()) return null;
+    if (!record) return null;
+    if (expiresAt(record) <= this.#clock()) {
+      // Stores drop most dead records themselves; one handed back here tells which deadline passed.
+      publishSession({ type: 'expired', store: this.store.name, reason: record.lastSeenAt + record.idleTimeout <= record.absoluteExpiresAt ? 'idle' : 'absolute' });
+      return null;
+    }
     return this.#decode(id, record);
   }
 

@@ -12,11 +12,21 @@ export const CHANNELS = {
   session: 'elastic-session:session',
   /** A cookie that failed format or tag checks: `{ reason }`. */
   cookieRejected: 'elastic-session:cookie:rejected',
+  /** A session token that failed verification: `{ reason }` (a short fixed word, never the token). */
+  tokenRejected: 'elastic-session:token:rejected',
   /** Stored bytes that could not be read and were treated as absent: `{ store }`. */
   corrupt: 'elastic-session:store:corrupt',
   /** A compare-and-swap attempt lost: `{ store, attempt }`. */
   conflict: 'elastic-session:conflict',
+  /** A session seen from another client than it was bound to: `AnomalyEvent`. */
+  anomaly: 'elastic-session:anomaly',
 } as const;
+
+/** Which binding signals changed, and what was done about it. Never the values themselves. */
+export interface AnomalyEvent {
+  signals: ('user-agent' | 'network')[];
+  action: 'event' | 'destroy';
+}
 
 export type SessionEventType = 'created' | 'updated' | 'regenerated' | 'destroyed' | 'expired' | 'revoked';
 
@@ -37,8 +47,10 @@ export interface StoreOperationContext {
 export const storeChannel = diagnostics.tracingChannel<unknown, StoreOperationContext>(CHANNELS.store);
 const sessionChannel = diagnostics.channel(CHANNELS.session);
 const cookieChannel = diagnostics.channel(CHANNELS.cookieRejected);
+const tokenChannel = diagnostics.channel(CHANNELS.tokenRejected);
 const corruptChannel = diagnostics.channel(CHANNELS.corrupt);
 const conflictChannel = diagnostics.channel(CHANNELS.conflict);
+const anomalyChannel = diagnostics.channel(CHANNELS.anomaly);
 
 export async function traceStore<T>(store: string, operation: string, fn: () => Promise<T>): Promise<T> {
   if (!storeChannel.start.hasSubscribers && !storeChannel.asyncEnd.hasSubscribers && !storeChannel.error.hasSubscribers) return fn();
@@ -58,10 +70,18 @@ export function publishCookieRejected(reason: string): void {
   if (cookieChannel.hasSubscribers) cookieChannel.publish({ reason });
 }
 
+export function publishTokenRejected(reason: string): void {
+  if (tokenChannel.hasSubscribers) tokenChannel.publish({ reason });
+}
+
 export function publishCorrupt(store: string): void {
   if (corruptChannel.hasSubscribers) corruptChannel.publish({ store });
 }
 
 export function publishConflict(store: string, attempt: number): void {
   if (conflictChannel.hasSubscribers) conflictChannel.publish({ store, attempt });
+}
+
+export function publishAnomaly(event: AnomalyEvent): void {
+  if (anomalyChannel.hasSubscribers) anomalyChannel.publish(event);
 }

@@ -85,6 +85,13 @@ export interface SessionStore {
   destroyByUser(userId: string, tombstoneGraceMs: number): Promise<number>;
   /** Removes up to `limit` expired records and dead tombstones; returns how many. Requires `capabilities.sweep`. */
   sweep(limit: number): Promise<number>;
+  /**
+   * Optional: up to `limit` keys of live records after `cursor` (null: from the start) in key
+   * order, and the cursor of the next page (null when the walk is complete). Records created
+   * during a walk may or may not be visited. Tools that must visit every record (re-encryption
+   * after a key rotation) need it; the manager never calls it.
+   */
+  scan?(cursor: string | null, limit: number): Promise<{ keys: string[]; cursor: string | null }>;
   close(): Promise<void>;
 }
 

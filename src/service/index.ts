@@ -1,5 +1,6 @@
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { SessionError } from '../core/errors.js';
@@ -7,7 +8,7 @@ import type { DataLimits } from '../core/json.js';
 import { SessionManager } from '../core/manager.js';
 import type { Clock, SessionStore } from '../core/types.js';
 import { createAuthenticator } from './auth.js';
-import { checkApiKeys, checkExposure, checkHost, checkPort, checkPositiveInteger, checkSecret, checkTimeout, DEFAULT_SERVICE_CONFIG, isLoopback } from './config.js';
+import { checkApiKeys, checkExposure, checkHost, checkPort, checkPositiveInteger, checkSecret, checkTimeout, DEFAULT_SERVICE_CONFIG, isLoopback, optionError } from './config.js';
 import { hasBody, pathnameOf, readJsonBody, Router } from './http.js';
 import type { Reply, Route, RouteMatch } from './http.js';
 import { stderrLogger, throttled } from './log.js';
@@ -17,6 +18,10 @@ import { openApiDocument } from './openapi.js';
 import { HttpProblem, internalProblem, problemOf } from './problem.js';
 import type { Problem } from './problem.js';
 import { sessionRoutes } from './routes.js';
+import { adminRoutes } from './admin/index.js';
+import { encryptedStore, parseEncryptionKeys } from '../stores/encrypted.js';
+import type { TokenIssuer, TokenIssuerOptions } from '../tokens/issuer.js';
+import { tokenRoutes } from '../tokens/routes.js';
 import { resolveSecret, storeHashKey } from './secret.js';
 import { openStore, parseStoreUrl, redactStoreUrl } from './stores.js';
 import type { StoreSpec } from './stores.js';
@@ -74,6 +79,37 @@ export interface ServiceOptions {
   clock?: Clock;
   /** Base for a relative SQLite path. @default process.cwd() */
   cwd?: string;
+  /**
+   * Encrypt session contents at rest (AES-256-GCM per field): `kid:KEY` strings, KEY being 32
+   * bytes in base64url, newest first (the first encrypts, all decrypt). See docs/security.md.
+   */
+  encryptionKeys?: readonly string[];
+  /** Serve HTTPS (PEM texts); with `clientCa`, require client certificates signed by it (mTLS). */
+  tls?: ServiceTlsOptions;
+  /** Token mode (`/v1/sessions/{id}/tokens`, `/v1/tokens/*`). Signed with an Ed25519 key derived from the secret. */
+  tokens?: ServiceTokenOptions;
+}
+
+export interface ServiceTlsOptions {
+  /** Certificate chain, PEM. */
+  cert: string | Buffer;
+  /** Private key, PEM. */
+  key: string | Buffer;
+  /** CA certificates (PEM) that client certificates must chain to; requires a client certificate on every connection. */
+  clientCa?: string | Buffer;
+}
+
+export interface ServiceTokenOptions {
+  /** @default 'elastic-session' */
+  issuer?: string;
+  /** @default 'elastic-session' */
+  audience?: string | string[];
+  /** Seconds. @default 300 */
+  accessTtl?: number;
+  /** Seconds. @default 86400 */
+  refreshTtl?: number;
+  /** Seconds. @default 30 */
+  leeway?: number;
 }
 
 export interface ListenAddress {
@@ -121,14 +157,18 @@ export async function createService(options: ServiceOptions = {}): Promise<Servi
   const sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SERVICE_CONFIG.sweepIntervalMs;
   if (sweepIntervalMs !== 0) checkPositiveInteger(sweepIntervalMs, 'sweepIntervalMs');
   if (options.secret !== undefined) checkSecret(options.secret, 'secret');
+  const encryptionKeys = options.encryptionKeys === undefined ? null : parseEncryptionKeys(options.encryptionKeys, 'encryptionKeys');
+  const tls = options.tls === undefined ? null : checkTls(options.tls);
   const shutdownTimeoutMs = checkPositiveInteger(options.shutdownTimeoutMs ?? DEFAULT_SERVICE_CONFIG.shutdownTimeoutMs, 'shutdownTimeoutMs');
 
   const given = options.store ?? DEFAULT_SERVICE_CONFIG.store;
   const spec: StoreSpec | null = typeof given === 'string' ? parseStoreUrl(given, 'store', options.cwd) : null;
-  const store = spec ? await openStore(spec) : (given as SessionStore);
+  const opened = spec ? await openStore(spec) : (given as SessionStore);
   const ownsStore = spec !== null;
+  const store = encryptionKeys ? encryptedStore(opened, { keys: encryptionKeys, production: false }) : opened;
 
   let manager: SessionManager;
+  let tokens: TokenIssuer | null = null;
   try {
     const resolved = await resolveSecret({ given: options.secret, option: 'the secret (--secret, ELASTIC_SESSION_SECRET)', spec, create: true, log });
     if (resolved === null) throw new SessionError('ESESS_CONFIG', { message: 'the secret could not be resolved' });
@@ -142,6 +182,7 @@ export async function createService(options: ServiceOptions = {}): Promise<Servi
       ...(options.limits ? { limits: options.limits } : {}),
       ...(options.clock ? { clock: options.clock } : {}),
     });
+    tokens = await openTokenIssuer(manager, secret, options.tokens ?? {}, options.clock, log);
   } catch (error) {
     if (ownsStore) await store.close().catch(() => {});
     throw error;
@@ -150,16 +191,19 @@ export async function createService(options: ServiceOptions = {}): Promise<Servi
     log.warn('the memory store is volatile: sessions are lost on restart and not shared between instances; use --store sqlite:PATH in production');
   }
 
-  const metrics = createMetrics({ defaultMetrics: options.defaultMetrics === true });
+  // Usage is the backend's: the encryption layer holds nothing of its own.
+  const metrics = createMetrics({ defaultMetrics: options.defaultMetrics === true, stores: [opened] });
   const authenticate = createAuthenticator(apiKeys);
   const logError = throttled(log);
   const version = packageVersion();
+  const admin = adminRoutes({ registry: metrics.registry, store, version });
   let openApiText: string | undefined;
   const maxDepth = manager.limits.maxDepth + 2;
   let closing = false;
 
   const routes: Route[] = [
     ...sessionRoutes(manager),
+    ...tokenRoutes(tokens),
     {
       method: 'GET',
       path: '/healthz',
@@ -186,10 +230,14 @@ export async function createService(options: ServiceOptions = {}): Promise<Servi
         return { status: 200, text: openApiText, contentType: JSON_TYPE };
       },
     },
+    ...admin.routes,
   ];
   const router = new Router(routes);
 
-  const server = createServer((req, res) => void handle(req, res));
+  const listener = (req: IncomingMessage, res: ServerResponse): void => void handle(req, res);
+  const server: Server = tls
+    ? createTlsServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2', ...(tls.clientCa ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}) }, listener)
+    : createServer(listener);
   server.requestTimeout = 30_000;
   server.headersTimeout = 20_000;
 
@@ -213,8 +261,9 @@ export async function createService(options: ServiceOptions = {}): Promise<Servi
         malformed = error;
       }
       if (match !== null && 'route' in match) routeLabel = match.route.path;
-      // Before any 400 or 404, so that without a key nothing about /v1 is revealed.
-      if ((pathname === '/v1' || pathname.startsWith('/v1/')) && !authenticate(req.headers.authorization)) {
+      // Before any 400 or 404, so that without a key nothing about /v1 is revealed. The dashboard's
+      // page and assets hold no data; the stats it polls need a key like /v1.
+      if ((pathname === '/v1' || pathname.startsWith('/v1/') || pathname.startsWith('/admin/api/')) && !authenticate(req.headers.authorization)) {
         throw new HttpProblem('ESESS_UNAUTHORIZED', { message: 'A valid API key is required: Authorization: Bearer <key>', headers: { 'www-authenticate': 'Bearer realm="elastic-session"' } });
       }
       if (malformed !== undefined) throw malformed;
@@ -279,7 +328,6 @@ export async function createService(options: ServiceOptions = {}): Promise<Servi
         let total = 0;
         for (;;) {
           const removed = await manager.sweep(batch);
-          metrics.countSweep(removed);
           total += removed;
           if (removed < batch || closing) return total;
         }
@@ -311,6 +359,7 @@ export async function createService(options: ServiceOptions = {}): Promise<Servi
       clearTimeout(timer);
     }
     await sweeping?.catch(() => 0);
+    admin.close();
     metrics.close();
     if (ownsStore) await manager.close();
   }
@@ -338,11 +387,52 @@ export async function createService(options: ServiceOptions = {}): Promise<Servi
         log.info(`no API key configured: listening on ${host} only${isLoopback(host) ? ' (loopback)' : ''}; set --api-key or ELASTIC_SESSION_API_KEYS to accept remote clients`);
       }
       if (spec) log.info(`store ${redactStoreUrl(spec.url)}`);
-      return { host: address.address, port: address.port, url: `http://${shown}:${address.port}` };
+      return { host: address.address, port: address.port, url: `${tls ? 'https' : 'http'}://${shown}:${address.port}` };
     },
     close() {
       closed ??= close();
       return closed;
     },
   };
+}
+
+function checkTls(tls: ServiceTlsOptions): ServiceTlsOptions {
+  if (typeof tls !== 'object' || tls === null) throw optionError('tls', 'must be { cert, key, clientCa? } (PEM)');
+  const pem = (value: unknown, option: string, what: string): void => {
+    const text = Buffer.isBuffer(value) ? value.toString('latin1') : value;
+    if (typeof text !== 'string' || !text.includes(`-----BEGIN `) || !text.includes(what)) throw optionError(option, `must be PEM text holding ${what}`);
+  };
+  pem(tls.cert, 'tls.cert', 'CERTIFICATE');
+  pem(tls.key, 'tls.key', 'PRIVATE KEY');
+  if (tls.clientCa !== undefined) pem(tls.clientCa, 'tls.clientCa', 'CERTIFICATE');
+  return tls;
+}
+
+/** The token issuer, or null (token routes answer 501) when the optional jose package is missing. */
+async function openTokenIssuer(manager: SessionManager, secret: string, options: ServiceTokenOptions, clock: Clock | undefined, log: ServiceLogger): Promise<TokenIssuer | null> {
+  if (!manager.store.capabilities.cas) {
+    log.info(`token mode is off: it needs a store with compare-and-swap, which the ${manager.store.name} store lacks`);
+    return null;
+  }
+  let module: { createTokenIssuer(options: TokenIssuerOptions): TokenIssuer };
+  try {
+    module = await import('../tokens/issuer.js');
+  } catch (error) {
+    const missing = (error as NodeJS.ErrnoException | null)?.code === 'ERR_MODULE_NOT_FOUND' && String((error as Error).message).includes("'jose'");
+    if (!missing) throw error;
+    log.info('token mode is off: it needs the optional dependency jose (npm install jose)');
+    return null;
+  }
+  const { tokenKeyFromSecret } = await import('../tokens/keys.js');
+  return module.createTokenIssuer({
+    manager,
+    hashKey: storeHashKey(secret),
+    keys: [tokenKeyFromSecret(secret)],
+    issuer: options.issuer ?? 'elastic-session',
+    audience: options.audience ?? 'elastic-session',
+    ...(options.accessTtl === undefined ? {} : { accessTtl: options.accessTtl }),
+    ...(options.refreshTtl === undefined ? {} : { refreshTtl: options.refreshTtl }),
+    ...(options.leeway === undefined ? {} : { leeway: options.leeway }),
+    ...(clock ? { clock } : {}),
+  });
 }

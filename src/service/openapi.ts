@@ -26,6 +26,13 @@ const sessionId = { $ref: '#/components/parameters/SessionId' };
 const userId = { $ref: '#/components/parameters/UserId' };
 const timeout = { type: 'number', minimum: 1, maximum: MAX_TIMEOUT_SECONDS, description: 'Seconds' };
 
+const tokenBody = (field: string): Record<string, unknown> => ({
+  type: 'object',
+  additionalProperties: false,
+  required: [field],
+  properties: { [field]: { type: 'string', maxLength: 4096 } },
+});
+
 export function openApiDocument(version: string): Record<string, unknown> {
   return {
     openapi: '3.1.0',
@@ -93,6 +100,87 @@ export function openApiDocument(version: string): Record<string, unknown> {
           summary: 'Issue a new ID for the session (login, privilege change)',
           description: 'The data moves to a new ID; the old ID answers 404 from then on.',
           responses: { '201': sessionResponse('The session under its new ID'), '404': { $ref: '#/components/responses/SessionNotFound' }, ...common },
+        },
+      },
+      '/v1/sessions/{id}/tokens': {
+        parameters: [sessionId],
+        post: {
+          operationId: 'issueTokens',
+          summary: 'Issue an access token and a refresh token for the session (token mode)',
+          description:
+            'For callers that cannot hold a cookie. The access token is a short-lived signed JWT (typ at+jwt) naming the session by its handle, never its ID; ' +
+            'the refresh token is opaque and single-use. Destroying, regenerating or revoking the session makes both fail.',
+          responses: {
+            '201': { description: 'A new token family', content: { 'application/json': { schema: { $ref: '#/components/schemas/TokenPair' } } } },
+            '404': { $ref: '#/components/responses/SessionNotFound' },
+            '501': problem('Token mode is off: the optional dependency jose is missing (ESESS_UNSUPPORTED)'),
+            ...common,
+          },
+        },
+      },
+      '/v1/tokens/refresh': {
+        post: {
+          operationId: 'refreshTokens',
+          summary: 'Spend a refresh token for a new pair',
+          description: 'Each refresh token works once. Presenting a spent one answers 401 (reason refresh-reused) and revokes its whole family.',
+          requestBody: { required: true, content: { 'application/json': { schema: tokenBody('refreshToken') } } },
+          responses: {
+            '201': { description: 'A new pair in the same family', content: { 'application/json': { schema: { $ref: '#/components/schemas/TokenPair' } } } },
+            ...common,
+            '401': { $ref: '#/components/responses/TokenInvalid' },
+          },
+        },
+      },
+      '/v1/tokens/verify': {
+        post: {
+          operationId: 'verifyToken',
+          summary: 'Verify an access token and read its session',
+          requestBody: { required: true, content: { 'application/json': { schema: tokenBody('accessToken') } } },
+          responses: {
+            '200': {
+              description: 'The token is valid; the session it belongs to (by handle) and its claims',
+              content: {
+                'application/json': {
+                  schema: {
+                    type: 'object',
+                    required: ['session', 'claims'],
+                    properties: { session: { $ref: '#/components/schemas/TokenSession' }, claims: { type: 'object', additionalProperties: true } },
+                  },
+                },
+              },
+            },
+            ...common,
+            '401': { $ref: '#/components/responses/TokenInvalid' },
+          },
+        },
+      },
+      '/v1/tokens/jwks': {
+        get: {
+          operationId: 'tokenKeys',
+          summary: 'The public keys that verify access tokens (JWK Set)',
+          description:
+            'For resource servers that verify access tokens locally. Local verification checks signature and claims only; ' +
+            'revocation and session liveness are checked by POST /v1/tokens/verify.',
+          responses: {
+            '200': {
+              description: 'RFC 7517 JWK Set',
+              content: { 'application/json': { schema: { type: 'object', required: ['keys'], properties: { keys: { type: 'array', items: { type: 'object' } } } } } },
+            },
+            '501': problem('Token mode is off: the optional dependency jose is missing (ESESS_UNSUPPORTED)'),
+            ...common,
+          },
+        },
+      },
+      '/v1/tokens/revoke': {
+        post: {
+          operationId: 'revokeToken',
+          summary: 'Revoke an access token (by its jti) or a refresh token (its whole family)',
+          description: 'Answers 204 whether or not the token was valid (RFC 7009).',
+          requestBody: {
+            required: true,
+            content: { 'application/json': { schema: { oneOf: [tokenBody('accessToken'), tokenBody('refreshToken')] } } },
+          },
+          responses: { '204': { description: 'Revoked (or nothing to revoke)' }, ...common },
         },
       },
       '/v1/users/{userId}/sessions': {
@@ -168,6 +256,40 @@ export function openApiDocument(version: string): Record<string, unknown> {
           responses: { '200': { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object' } } } } },
         },
       },
+      '/admin': {
+        get: {
+          operationId: 'adminDashboard',
+          summary: 'The admin dashboard page',
+          description: 'Holds no data: the page asks for an API key and sends it as a Bearer token to /admin/api/stats and /v1/users routes.',
+          security: [],
+          responses: { '200': { description: 'HTML, with a Content-Security-Policy allowing only this origin', content: { 'text/html': { schema: { type: 'string' } } } } },
+        },
+      },
+      '/admin/assets/{file}': {
+        parameters: [{ name: 'file', in: 'path', required: true, schema: { type: 'string', enum: ['admin.js', 'admin.css'] } }],
+        get: {
+          operationId: 'adminAsset',
+          summary: "The dashboard's script and stylesheet",
+          security: [],
+          responses: {
+            '200': { description: 'JavaScript or CSS', content: { 'text/javascript': { schema: { type: 'string' } }, 'text/css': { schema: { type: 'string' } } } },
+            '404': problem('No such asset (ESESS_NOT_FOUND)'),
+          },
+        },
+      },
+      '/admin/api/stats': {
+        get: {
+          operationId: 'adminStats',
+          summary: 'What the dashboard charts',
+          description:
+            'Totals since start (API requests, errors, sessions created/expired/destroyed/revoked/regenerated, store keys and bytes, active sessions) and rates between samples taken every intervalMs ' +
+            '(requests/s, p50/p99 latency in ms of /v1 requests, errors, created and expired per minute). Sampling starts with the first call and stops after five minutes without one.',
+          responses: {
+            '200': { description: 'Stats', content: { 'application/json': { schema: { $ref: '#/components/schemas/AdminStats' } } } },
+            '401': { $ref: '#/components/responses/Unauthorized' },
+          },
+        },
+      },
     },
     components: {
       securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'An API key from --api-key or ELASTIC_SESSION_API_KEYS; not required when none is configured' } },
@@ -184,6 +306,14 @@ export function openApiDocument(version: string): Record<string, unknown> {
         SessionNotFound: problem('Unknown, expired or destroyed session (ESESS_NOT_FOUND), or one destroyed while this request wrote to it (ESESS_GONE)'),
         TooLarge: problem('Body or session too large (ESESS_TOO_LARGE, ESESS_TOO_DEEP)'),
         StoreUnavailable: problem('Store unavailable (ESESS_STORE_UNAVAILABLE, ESESS_STORE_CLOSED)'),
+        TokenInvalid: {
+          description: 'The token was refused (ESESS_TOKEN_INVALID); `reason` says why',
+          content: {
+            'application/problem+json': {
+              schema: { allOf: [{ $ref: '#/components/schemas/Problem' }, { type: 'object', required: ['reason'], properties: { reason: { type: 'string' } } }] },
+            },
+          },
+        },
       },
       schemas: {
         Session: {
@@ -226,6 +356,46 @@ export function openApiDocument(version: string): Record<string, unknown> {
             createdAt: { type: 'string', format: 'date-time' },
             lastSeenAt: { type: 'string', format: 'date-time' },
             expiresAt: { type: 'string', format: 'date-time' },
+          },
+        },
+        TokenPair: {
+          type: 'object',
+          required: ['accessToken', 'refreshToken', 'expiresIn', 'tokenType'],
+          properties: {
+            accessToken: { type: 'string', description: 'JWT, typ at+jwt, EdDSA' },
+            refreshToken: { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$', description: 'Opaque, single use' },
+            expiresIn: { type: 'integer', minimum: 1, description: 'Seconds until the access token expires' },
+            tokenType: { const: 'Bearer' },
+          },
+        },
+        TokenSession: {
+          type: 'object',
+          required: ['handle', 'userId', 'data', 'createdAt', 'lastSeenAt', 'expiresAt', 'absoluteExpiresAt'],
+          properties: {
+            handle: { type: 'string' },
+            userId: { type: ['string', 'null'] },
+            data: { type: 'object', additionalProperties: true },
+            createdAt: { type: 'string', format: 'date-time' },
+            lastSeenAt: { type: 'string', format: 'date-time' },
+            expiresAt: { type: 'string', format: 'date-time' },
+            absoluteExpiresAt: { type: 'string', format: 'date-time' },
+          },
+        },
+        AdminStats: {
+          type: 'object',
+          required: ['intervalMs', 'updatedAt', 'store', 'version', 'totals', 'errorsByCode', 'series'],
+          properties: {
+            intervalMs: { type: 'integer' },
+            updatedAt: { type: 'string', format: 'date-time' },
+            store: { type: 'object', properties: { name: { type: 'string' }, nativeTtl: { type: 'boolean' }, userIndex: { type: 'boolean' } } },
+            version: { type: 'string' },
+            totals: { type: 'object', additionalProperties: true },
+            errorsByCode: { type: 'array', items: { type: 'object', properties: { code: { type: 'string' }, count: { type: 'number' } } } },
+            series: {
+              type: 'object',
+              description: 'Columns of equal length, oldest first; t is milliseconds since the epoch',
+              additionalProperties: { type: 'array', items: { type: ['number', 'null'] } },
+            },
           },
         },
         Problem: {

@@ -38,9 +38,11 @@ export class MemoryStore implements SessionStore {
     this.#clock = options.clock ?? systemClock;
   }
 
-  /** Records held now (live sessions and tombstones), and their approximate bytes. */
-  get usage(): { entries: number; bytes: number } {
-    return { entries: this.#entries.size, bytes: this.#bytes };
+  /** Records held now (live sessions and tombstones), their approximate bytes, and the live sessions among them. */
+  get usage(): { entries: number; bytes: number; sessions: number } {
+    let sessions = 0;
+    for (const entry of this.#entries.values()) if (entry.kind === 'live' && !this.#isDead(entry)) sessions++;
+    return { entries: this.#entries.size, bytes: this.#bytes, sessions };
   }
 
   async load(key: string): Promise<StoredSession | null> {
@@ -120,6 +122,14 @@ export class MemoryStore implements SessionStore {
       }
     }
     return removed;
+  }
+
+  async scan(cursor: string | null, limit: number): Promise<{ keys: string[]; cursor: string | null }> {
+    this.#open();
+    // A development store: sorting on every page is fine at its size.
+    const keys = [...this.#entries.keys()].filter((key) => (cursor === null || key > cursor) && this.#live(key) !== null).sort();
+    const page = keys.slice(0, Math.max(0, limit));
+    return { keys: page, cursor: keys.length > page.length ? (page.at(-1) ?? null) : null };
   }
 
   async close(): Promise<void> {

@@ -164,6 +164,31 @@ export class SqliteStore implements SessionStore {
     });
   }
 
+  async scan(cursor: string | null, limit: number): Promise<{ keys: string[]; cursor: string | null }> {
+    return this.#run('scan', () => {
+      if (!Number.isSafeInteger(limit) || limit < 1) throw new SessionError('ESESS_INVALID_INPUT', { message: 'scan() limit must be a positive integer' });
+      const keys = this.#sql.scan.all(cursor ?? '', this.#clock(), limit) as string[];
+      return { keys, cursor: keys.length === limit ? (keys.at(-1) ?? null) : null };
+    });
+  }
+
+  /**
+   * For metrics: records (sessions and tombstones), live sessions, and the database file size
+   * (page_count x page_size). Counting scans the sessions table: call it seldom.
+   */
+  async usage(): Promise<{ keys: number; sessions: number; bytes: number }> {
+    return this.#run('usage', () => {
+      const [keys, sessions] = this.#db
+        .prepare('SELECT count(*), coalesce(sum(tombstone_until IS NULL AND expires_at > ?), 0) FROM elastic_sessions')
+        .safeIntegers(false)
+        .raw()
+        .get(this.#clock()) as [number, number];
+      const pages = Number(this.#db.pragma('page_count', { simple: true }));
+      const pageSize = Number(this.#db.pragma('page_size', { simple: true }));
+      return { keys, sessions, bytes: pages * pageSize };
+    });
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -291,6 +316,7 @@ function prepareStatements(db: Database.Database) {
     tombstoneUser: prepare(`UPDATE elastic_sessions SET ${TOMBSTONE} WHERE user_id = ? AND ${LIVE} RETURNING key`).pluck(),
     listByUser: prepare(`SELECT key, created_at, last_seen_at, expires_at FROM elastic_sessions WHERE user_id = ? AND ${LIVE} ORDER BY created_at`).raw(),
     dead: prepare('SELECT key FROM elastic_sessions WHERE coalesce(tombstone_until, expires_at) <= ? ORDER BY coalesce(tombstone_until, expires_at) LIMIT ?').pluck(),
+    scan: prepare(`SELECT key FROM elastic_sessions WHERE key > ? AND ${LIVE} ORDER BY key LIMIT ?`).pluck(),
     deleteSession: prepare('DELETE FROM elastic_sessions WHERE key = ?'),
     deleteFields: prepare('DELETE FROM elastic_session_fields WHERE key = ?'),
   };
