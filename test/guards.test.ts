@@ -90,6 +90,8 @@ describe('JSON guard', () => {
   it('refuses deep nesting before parsing, counting brackets inside strings as text', () => {
     expect(jsonDepth('[[["[[[[["]]]')).toBe(3);
     expect(() => safeJsonParse('['.repeat(100_000) + ']'.repeat(100_000), 32)).toThrow(expect.objectContaining({ code: 'ESESS_TOO_DEEP' }));
+    expect(() => safeJsonParse(' \n\t' + '['.repeat(40) + ']'.repeat(40), 32)).toThrow(expect.objectContaining({ code: 'ESESS_TOO_DEEP' }));
+    expect(safeJsonParse(' "[[[[[[" ', 2)).toBe('[[[[[[');
     expect(() => safeJsonParse('{"a":', 32)).toThrow(expect.objectContaining({ code: 'ESESS_INVALID_INPUT' }));
   });
 });

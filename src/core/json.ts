@@ -47,7 +47,8 @@ export function jsonDepth(text: string): number {
  * input nested deeper than `maxDepth` (counting the outermost container as 1).
  */
 export function safeJsonParse(text: string, maxDepth: number): unknown {
-  if (jsonDepth(text) > maxDepth) {
+  // Only text that opens with a container can nest: scalars (most field values) skip the scan.
+  if (opensContainer(text) && jsonDepth(text) > maxDepth) {
     throw new SessionError('ESESS_TOO_DEEP', { context: { maxDepth } });
   }
   let value: unknown;
@@ -63,6 +64,14 @@ export function safeJsonParse(text: string, maxDepth: number): unknown {
     throw new SessionError('ESESS_INVALID_INPUT', { message: 'Malformed JSON', cause: error });
   }
   return value;
+}
+
+function opensContainer(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c !== 0x20 && c !== 0x09 && c !== 0x0a && c !== 0x0d) return c === 0x7b || c === 0x5b;
+  }
+  return false;
 }
 
 /**
