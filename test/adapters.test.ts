@@ -169,6 +169,24 @@ for (const target of TARGETS) {
       expect(await manager.load(id as string)).toBeNull();
     });
 
+    it('logout sends Clear-Site-Data only when asked to, and every cookie-setting reply is no-store', async () => {
+      await loggedIn();
+      const plain = await client.request('POST', '/logout');
+      expect(plain.header('cache-control')).toBe('no-store');
+      expect(plain.header('clear-site-data')).toBeNull();
+
+      const clearing = await target.start({ manager, trustProxy: true, clearSiteData: true, hooks: { latch } });
+      try {
+        const other = new Client(clearing, COOKIE, { 'x-forwarded-proto': 'https' });
+        expect((await other.request('POST', '/login?user=ada')).header('clear-site-data')).toBeNull();
+        const logout = await other.request('POST', '/logout');
+        expect(logout.setCookies[0]).toMatch(/Max-Age=0/);
+        expect(logout.header('clear-site-data')).toBe('"cookies"');
+      } finally {
+        await clearing.close();
+      }
+    });
+
     it('an idle session expires', async () => {
       await loggedIn();
       now += (IDLE_SECONDS - 1) * 1000;

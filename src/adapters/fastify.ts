@@ -24,7 +24,7 @@ import fp from 'fastify-plugin';
 import { configError } from '../core/errors.js';
 import type { SessionData } from '../core/session.js';
 import { isSecureRequest } from './node-http.js';
-import { NO_STORE, SessionRuntime } from './shared.js';
+import { SessionRuntime } from './shared.js';
 import type { AdapterOptions, RequestSession, SessionObject } from './shared.js';
 
 export type { SessionObject, SessionMethods } from './shared.js';
@@ -99,7 +99,7 @@ const plugin: FastifyPluginAsync<FastifySessionOptions> = async (fastify: Fastif
     const cookie = await state.commit();
     if (cookie !== null) {
       reply.header('set-cookie', cookie);
-      reply.header('cache-control', NO_STORE);
+      for (const [header, value] of state.responseHeaders()) reply.header(header, value);
     }
     return payload;
   });

@@ -22,7 +22,7 @@
 import type { MiddlewareHandler } from 'hono';
 import { isSessionError } from '../core/errors.js';
 import type { SessionData } from '../core/session.js';
-import { NO_STORE, problemOf, SessionRuntime } from './shared.js';
+import { problemOf, SessionRuntime } from './shared.js';
 import type { AdapterOptions, LazySession } from './shared.js';
 
 export type { LazySession, SessionObject, SessionMethods } from './shared.js';
@@ -55,7 +55,7 @@ export function session<Data extends SessionData = SessionData>(options: HonoSes
     const cookie = await state.commit();
     if (cookie !== null) {
       c.header('set-cookie', cookie, { append: true });
-      c.header('cache-control', NO_STORE);
+      for (const [header, value] of state.responseHeaders()) c.header(header, value);
     }
   };
 }

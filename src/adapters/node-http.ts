@@ -16,7 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { isSessionError } from '../core/errors.js';
 import type { SessionData } from '../core/session.js';
-import { NO_STORE, problemOf, SessionRuntime } from './shared.js';
+import { problemOf, SessionRuntime } from './shared.js';
 import type { AdapterOptions, LazySession, RequestSession } from './shared.js';
 
 export type { LazySession, SessionObject, SessionMethods } from './shared.js';
@@ -100,7 +100,7 @@ type Queued = { method: 'writeHead' | 'write' | 'end' | 'flushHeaders'; args: un
  * another one, so a failed save is never reported as a success. The wrappers stay in place
  * and pass through once released, so middleware that wraps the same methods keeps working.
  */
-export function gateResponse(res: ServerResponse, state: Pick<RequestSession, 'materialized' | 'commit'>, onError: (error: unknown) => void): ResponseGate {
+export function gateResponse(res: ServerResponse, state: Pick<RequestSession, 'materialized' | 'commit' | 'responseHeaders'>, onError: (error: unknown) => void): ResponseGate {
   const original = { writeHead: res.writeHead, write: res.write, end: res.end, flushHeaders: res.flushHeaders };
   let phase: 'idle' | 'holding' | 'released' = 'idle';
   let aborted = false;
@@ -113,7 +113,7 @@ export function gateResponse(res: ServerResponse, state: Pick<RequestSession, 'm
     if (head) head.args = moveHeadersToResponse(res, head.args);
     if (cookie !== null) {
       appendSetCookie(res, cookie);
-      res.setHeader('cache-control', NO_STORE);
+      for (const [header, value] of state.responseHeaders()) res.setHeader(header, value);
     }
     let drained = true;
     for (const call of queue) {

@@ -19,6 +19,12 @@ export interface AdapterCommonOptions {
    * @default false
    */
   trustProxy?: boolean;
+  /**
+   * On logout, also send `Clear-Site-Data: "cookies"`. Browsers then drop every cookie of the
+   * site, not only the session's, so it is opt-in.
+   * @default false
+   */
+  clearSiteData?: boolean;
 }
 
 /** Either a manager you built (and may share) or the options to build one. */
@@ -115,6 +121,7 @@ export interface BeginOptions {
 export class SessionRuntime<Data extends SessionData = SessionData> {
   readonly manager: SessionManager<Data>;
   readonly trustProxy: boolean;
+  readonly clearSiteData: boolean;
   /** Whether cookies are Secure outside the explicit development mode: then requests must be https. */
   readonly requireSecureTransport: boolean;
 
@@ -122,13 +129,15 @@ export class SessionRuntime<Data extends SessionData = SessionData> {
     if (typeof options !== 'object' || options === null) throw configError('options', 'an options object is required');
     if (options.trustProxy !== undefined && typeof options.trustProxy !== 'boolean') throw configError('trustProxy', 'must be a boolean');
     this.trustProxy = options.trustProxy === true;
+    if (options.clearSiteData !== undefined && typeof options.clearSiteData !== 'boolean') throw configError('clearSiteData', 'must be a boolean');
+    this.clearSiteData = options.clearSiteData === true;
     if (options.manager !== undefined) {
       if (!(options.manager instanceof SessionManager)) throw configError('manager', 'must be a SessionManager');
       if ('store' in options || 'secrets' in options) throw configError('manager', 'give either a manager or the options to build one (store, secrets, ...), not both');
       this.manager = options.manager;
       this.requireSecureTransport = this.manager.cookie.secure;
     } else {
-      const { trustProxy: _trustProxy, manager: _manager, ...managerOptions } = options;
+      const { trustProxy: _trustProxy, clearSiteData: _clearSiteData, manager: _manager, ...managerOptions } = options;
       this.manager = new SessionManager<Data>(managerOptions);
       this.requireSecureTransport = this.manager.cookie.secure && managerOptions.insecureLocalhostDevelopment !== true;
     }
@@ -354,6 +363,13 @@ export class RequestSession<Data extends SessionData = SessionData> {
     const cookie = this.#cookie;
     this.#cookie = null;
     return cookie;
+  }
+
+  /** Headers that go with a Set-Cookie from `commit()`: never cached; on logout, optionally Clear-Site-Data. */
+  responseHeaders(): [string, string][] {
+    const headers: [string, string][] = [['cache-control', NO_STORE]];
+    if (this.#runtime.clearSiteData && this.#session?.isDestroyed === true) headers.push(['clear-site-data', '"cookies"']);
+    return headers;
   }
 
   /** The session for a change, which must come before the response is committed. */

@@ -227,6 +227,7 @@ export interface Transport {
 export interface AppOptions {
   manager: SessionManager;
   trustProxy?: boolean;
+  clearSiteData?: boolean;
   lazy?: boolean;
   hooks: AppHooks;
 }
@@ -271,7 +272,7 @@ function paramsOf(url: URL, params: Record<string, string | undefined>): Params 
  */
 export function expressApp(options: AppOptions, factory: () => express.Express = express): express.Express {
   const app = factory();
-  app.use(expressSession({ manager: options.manager, trustProxy: options.trustProxy, lazy: options.lazy }));
+  app.use(expressSession({ manager: options.manager, trustProxy: options.trustProxy, clearSiteData: options.clearSiteData, lazy: options.lazy }));
   for (const route of ROUTES) {
     const handle = async (req: ExpressRequest, res: ExpressResponse): Promise<void> => {
       const s = route.session ? (options.lazy ? await req.loadSession() : req.session) : (undefined as unknown as SessionObject);
@@ -291,7 +292,7 @@ export function expressApp(options: AppOptions, factory: () => express.Express =
 
 export async function fastifyApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify();
-  await app.register(fastifySession, { manager: options.manager, trustProxy: options.trustProxy, lazy: options.lazy });
+  await app.register(fastifySession, { manager: options.manager, trustProxy: options.trustProxy, clearSiteData: options.clearSiteData, lazy: options.lazy });
   for (const route of ROUTES) {
     app.route({
       method: route.method,
@@ -310,7 +311,7 @@ export async function fastifyApp(options: AppOptions): Promise<FastifyInstance> 
 
 export function honoApp(options: AppOptions): Hono {
   const app = new Hono();
-  app.use(honoSession({ manager: options.manager, trustProxy: options.trustProxy }));
+  app.use(honoSession({ manager: options.manager, trustProxy: options.trustProxy, clearSiteData: options.clearSiteData }));
   for (const route of ROUTES) {
     app.on(route.method, route.path, async (c: Context) => {
       const s = route.session ? await c.get('session') : (undefined as unknown as SessionObject);
@@ -325,7 +326,7 @@ export function honoApp(options: AppOptions): Hono {
 
 export function nodeHttpServer(options: AppOptions): Server {
   return createServer(
-    withSession({ manager: options.manager, trustProxy: options.trustProxy }, async (req, res, session) => {
+    withSession({ manager: options.manager, trustProxy: options.trustProxy, clearSiteData: options.clearSiteData }, async (req, res, session) => {
       const url = new URL(req.url ?? '/', 'http://x');
       for (const route of ROUTES) {
         if (route.method !== req.method) continue;
