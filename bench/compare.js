@@ -737,12 +737,11 @@ function report({ machine, results, calibration, lost, core, isolated, loadBefor
   push(
     `- **Decoding every field on every load.** Loading this 10 KiB session, one at a time in one process, costs ${fmt.int(isolated.ours)} µs of CPU in ` +
       `elastic-session's manager (HGETALL and decode) against ${fmt.int(isolated.anchor)} µs for connect-redis (GET and one \`JSON.parse\`). ` +
-      'A CPU profile of that load puts about half of it in decoding: `safeJsonParse` first walks every character of every field in JavaScript to ' +
-      'measure nesting depth and tests a regular expression for dangerous keys, and the manager decodes all 11 fields although the route reads two ' +
+      'The manager decodes all 11 fields although the route reads two, each through `safeJsonParse` (a regular expression for dangerous keys, and ' +
+      'a nesting scan that only objects and arrays need; scalar values like these skip it) ' +
       `(hot and in isolation, the 11 texts take ${fmt.int(isolated.safeParse)} µs through \`safeJsonParse\` against ${fmt.int(isolated.plainParse)} µs through \`JSON.parse\`). ` +
-      'Checks that cannot matter can be skipped (a JSON string has neither nesting nor keys; text with no more `{` and `[` than `maxDepth` cannot be ' +
-      'too deep, which `indexOf` counts natively): in a one-off experiment with only the first of these, the manager\'s CPU per load of this session ' +
-      'fell by a third. Decoding a field on first read would save most of the rest. Both are changes to `src/core/json.ts` and `src/core/manager.ts`/`session.ts`.',
+      'Decoding a field on its first read would save most of the rest, but it would move the detection of a corrupt stored field from load (where ' +
+      'the session is then treated as absent, as the design asks) to the first read of that field; that trade-off is not taken yet.',
     '- **Tail latency.** elastic-session\'s p99 is higher than the anchors\' in every scenario while its p50 is close or lower. The per-field decode ' +
       'allocates a string and a value per field on every request; in CPU profiles of the read route on the reference machine the garbage collector took ' +
       '12–16% of elastic-session\'s server CPU against 7–11% for the anchors, and its pauses land in the tail. The same fixes address it.',

@@ -1,17 +1,10 @@
 import { ERROR_CODES, SessionError } from '../core/errors.js';
 import type { Reply, Route } from '../service/http.js';
+import type { SessionResource } from '../service/routes.js';
 import type { TokenIssuer, TokenPair, TokenSession, VerifiedToken } from './issuer.js';
 
 /** A verified token's session as the service shows it: by handle, never by ID. */
-export interface TokenSessionResource {
-  handle: string;
-  userId: string | null;
-  data: Record<string, unknown>;
-  createdAt: string;
-  lastSeenAt: string;
-  expiresAt: string;
-  absoluteExpiresAt: string;
-}
+export type TokenSessionResource = Omit<SessionResource, 'id'> & { handle: string };
 
 function sessionResource(session: TokenSession): TokenSessionResource {
   return {

@@ -19,7 +19,7 @@ export interface PrivateCluster {
 }
 
 /** initdb, pg_ctl and postgres: ES_TEST_PG_BIN, else `pg_config --bindir`, else Debian's layout. */
-async function binDir(): Promise<string> {
+export async function binDir(): Promise<string> {
   if (process.env.ES_TEST_PG_BIN) return process.env.ES_TEST_PG_BIN;
   try {
     const { stdout } = await run('pg_config', ['--bindir']);

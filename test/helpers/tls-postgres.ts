@@ -1,26 +1,12 @@
 import { execFile } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
 import { chmod, chown, copyFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { freePort } from './postgres-cluster.js';
+import { binDir, freePort } from './postgres-cluster.js';
 import type { TestPki } from './tls.js';
 
 const run = promisify(execFile);
-
-async function binDir(): Promise<string> {
-  if (process.env.ES_TEST_PG_BIN) return process.env.ES_TEST_PG_BIN;
-  try {
-    const { stdout } = await run('pg_config', ['--bindir']);
-    if (existsSync(join(stdout.trim(), 'initdb'))) return stdout.trim();
-  } catch {
-    // fall through to the Debian layout
-  }
-  const versions = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a)) : [];
-  for (const version of versions) if (existsSync(`/usr/lib/postgresql/${version}/bin/initdb`)) return `/usr/lib/postgresql/${version}/bin`;
-  throw new Error('initdb not found: install the PostgreSQL server package (Debian: postgresql-15) or set ES_TEST_PG_BIN to its bin folder');
-}
 
 export interface TlsPostgres {
   /** `postgres://postgres@127.0.0.1:PORT/postgres`, without TLS parameters. */
