@@ -1,5 +1,9 @@
+import diagnostics from 'node:diagnostics_channel';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SessionManager } from '../src/core/manager.js';
+import { CHANNELS } from '../src/core/telemetry.js';
+import type { AnomalyEvent } from '../src/core/telemetry.js';
+import type { BindingOptions } from '../src/security/binding.js';
 import { memoryStore } from '../src/stores/memory.js';
 import { Client, Latch, probeStore, TARGETS } from './helpers/adapters.js';
 import type { ProbedStore, Transport } from './helpers/adapters.js';
@@ -8,6 +12,9 @@ const SECRET = 'adapter-suite-secret-0123456789abcdefghijkl';
 const COOKIE = '__Host-sid';
 const IDLE_SECONDS = 600;
 const ABSOLUTE_SECONDS = 3600;
+const BINDING_KEY = 'adapter-suite-binding-key-0123456789abcdefgh';
+const FIREFOX = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0';
+const CURL = 'curl/8.5.0';
 
 /**
  * The behaviour every adapter promises, over each transport it can be driven by. The apps run
@@ -256,6 +263,109 @@ for (const target of TARGETS) {
       const after = await client.request('GET', '/me');
       expect(after.status).toBe(200);
       expect(after.json()).toEqual({ user: 'ada', items: { apple: 1 } });
+    });
+    describe('binding signals (adapter option)', () => {
+      let events: AnomalyEvent[];
+      const onAnomaly = (message: unknown): void => {
+        events.push(message as AnomalyEvent);
+      };
+      beforeEach(() => {
+        events = [];
+        diagnostics.subscribe(CHANNELS.anomaly, onAnomaly);
+      });
+      afterEach(() => {
+        diagnostics.unsubscribe(CHANNELS.anomaly, onAnomaly);
+      });
+
+      /** An app with binding on, a browser logged in through it, and a client with another User-Agent holding the same cookie. */
+      const bound = async (binding: Omit<BindingOptions, 'key'>, fixture: (bound: Transport) => Promise<void>) => {
+        const app = await target.start({ manager, trustProxy: true, binding: { key: BINDING_KEY, ...binding }, hooks: { latch } });
+        try {
+          await fixture(app);
+        } finally {
+          await app.close();
+        }
+      };
+      const browserOn = (app: Transport, userAgent: string, ip = '203.0.113.7') => new Client(app, COOKIE, { 'x-forwarded-proto': 'https', 'x-forwarded-for': `${ip}, 10.0.0.1`, 'user-agent': userAgent });
+
+      it('stores the fingerprint when the session is first stored and raises no event while the client stays the same', async () => {
+        await bound({}, async (app) => {
+          const browser = browserOn(app, FIREFOX);
+          await browser.request('POST', '/items/apple');
+          expect(probe.deltas).toEqual([]);
+          const id = manager.readCookie(browser.header ?? undefined) as string;
+          const stored = (await manager.load(id))?.get('_binding') as Record<string, string>;
+          expect(Object.keys(stored).sort()).toEqual(['network', 'user-agent']);
+          expect(JSON.stringify(stored)).not.toContain('Firefox');
+          probe.reset();
+          // Same client, another host in its /24: nothing to report and nothing to write.
+          const same = await browserOn(app, FIREFOX, '203.0.113.99').request('GET', '/me', browser.header);
+          expect(same.status).toBe(200);
+          expect(probe.calls).toEqual({ load: 1 });
+          expect(events).toEqual([]);
+        });
+      });
+
+      it("a request with another User-Agent or network raises the anomaly event and, with onChange: 'event', goes on", async () => {
+        await bound({}, async (app) => {
+          const browser = browserOn(app, FIREFOX);
+          await browser.request('POST', '/items/apple');
+          await browser.request('POST', '/login?user=ada');
+          expect(events).toEqual([]);
+          const other = await browserOn(app, CURL).request('GET', '/me', browser.header);
+          expect(other.status).toBe(200);
+          expect(events).toEqual([{ signals: ['user-agent'], action: 'event' }]);
+          const moved = await browserOn(app, CURL, '198.51.100.1').request('GET', '/me', browser.header);
+          expect(moved.status).toBe(200);
+          expect(events).toEqual([
+            { signals: ['user-agent'], action: 'event' },
+            { signals: ['network'], action: 'event' },
+          ]);
+          expect((await browser.request('GET', '/me')).json()).toEqual({ user: 'ada', items: { apple: 1 } });
+        });
+      });
+
+      it("with onChange: 'destroy' another User-Agent ends the session: a fresh anonymous one, and the old cookie is dead", async () => {
+        await bound({ onChange: 'destroy' }, async (app) => {
+          const browser = browserOn(app, FIREFOX);
+          await browser.request('POST', '/items/apple');
+          await browser.request('POST', '/login?user=ada');
+          const cookie = browser.header;
+          const thief = browserOn(app, CURL);
+          const stolen = await thief.request('GET', '/me', cookie);
+          expect(stolen.status).toBe(401);
+          expect(stolen.setCookies).toHaveLength(1);
+          expect(stolen.setCookies[0]).toMatch(/^__Host-sid=; .*Max-Age=0/);
+          expect(events).toEqual([{ signals: ['user-agent'], action: 'destroy' }]);
+          // Dead for everyone, the original client included, and a write starts a new session.
+          expect((await browser.request('GET', '/me', cookie)).status).toBe(401);
+          expect(await manager.load(manager.readCookie(cookie ?? undefined) as string)).toBeNull();
+          const write = await thief.request('POST', '/items/fig', cookie);
+          expect(write.status).toBe(200);
+          expect(write.json()).toEqual({ name: 'fig', count: 1 });
+          expect(write.setCookies[0]).not.toContain((cookie as string).split('=')[1]);
+        });
+      });
+
+      it('login (regenerate) carries the fingerprint of the client that logs in to the new ID', async () => {
+        await bound({ onChange: 'destroy' }, async (app) => {
+          const browser = browserOn(app, FIREFOX);
+          await browser.request('POST', '/items/apple');
+          const before = browser.header;
+          const fingerprint = (await manager.load(manager.readCookie(before ?? undefined) as string))?.get('_binding');
+          expect((await browser.request('POST', '/login?user=ada')).status).toBe(200);
+          expect(browser.header).not.toBe(before);
+          const after = await manager.load(manager.readCookie(browser.header ?? undefined) as string);
+          expect(after?.get('_binding')).toEqual(fingerprint);
+          expect((await browser.request('GET', '/me')).json()).toEqual({ user: 'ada', items: { apple: 1 } });
+          expect((await browserOn(app, CURL).request('GET', '/me', browser.header)).status).toBe(401);
+          expect(events).toEqual([{ signals: ['user-agent'], action: 'destroy' }]);
+        });
+      });
+
+      it('refuses invalid binding options, naming them', async () => {
+        await expect(Promise.resolve().then(() => target.start({ manager, trustProxy: true, binding: { key: 'short' }, hooks: { latch } }))).rejects.toThrow(/"binding\.key"/);
+      });
     });
   });
 }

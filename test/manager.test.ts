@@ -1,8 +1,10 @@
 import diagnostics from 'node:diagnostics_channel';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { CHANNELS, SessionManager, isSessionError } from '../src/index.js';
 import type { SessionManagerOptions } from '../src/index.js';
 import { storeKeyOf } from '../src/core/ids.js';
+import { EXAMPLE_SECRETS, isWeakSecret } from '../src/core/secrets.js';
 import { memoryStore } from '../src/stores/memory.js';
 import { countingStore, total } from './helpers/counting-store.js';
 
@@ -447,5 +449,48 @@ describe('telemetry', () => {
       for (const name of names) diagnostics.unsubscribe(name, record);
       channel.unsubscribe(handlers);
     }
+  });
+});
+
+describe('production mode (NODE_ENV=production)', () => {
+  afterEach(() => {
+    vi.unstubAllEnvs();
+  });
+  const make = (options: Partial<SessionManagerOptions>) => () => new SessionManager({ store: memoryStore(), secrets: [randomBytes(32).toString('base64url')], ...options });
+
+  it("refuses a test-suite-style secret like 'a'.repeat(32) only in production mode", () => {
+    expect(make({ secrets: [SECRET] })).not.toThrow();
+    vi.stubEnv('NODE_ENV', 'production');
+    expect(make({ secrets: [SECRET] })).toThrow(/"secrets".*secret #1 .*low-entropy.*production/);
+    expect(make({ secrets: [randomBytes(32).toString('base64url'), OLD_SECRET] })).toThrow(/"secrets".*secret #2/);
+    expect(make({ secrets: [SECRET], production: false })).not.toThrow();
+    vi.stubEnv('NODE_ENV', 'test');
+    expect(make({ secrets: [SECRET], production: true })).toThrow(/"secrets"/);
+  });
+
+  it('refuses example and low-entropy secrets and hashKeys, naming the option but never quoting the value', () => {
+    vi.stubEnv('NODE_ENV', 'production');
+    const weak = [...EXAMPLE_SECRETS.filter((secret) => Buffer.byteLength(secret) >= 32), Buffer.alloc(32, 7), 'abcdefghij'.repeat(4), '0123456789abcdef'.repeat(2), 'Zq3!'.repeat(10)];
+    for (const secret of weak) {
+      let message = '';
+      try {
+        make({ secrets: [secret] })();
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect(message, String(secret)).toMatch(/"secrets"/);
+      expect(message).not.toContain(String(secret));
+      expect(make({ hashKey: secret })).toThrow(/"hashKey".*production/);
+    }
+  });
+
+  it('accepts random secrets in every usual encoding, hex included', () => {
+    vi.stubEnv('NODE_ENV', 'production');
+    for (let i = 0; i < 200; i++) {
+      for (const secret of [randomBytes(32), randomBytes(32).toString('base64'), randomBytes(32).toString('hex'), randomBytes(16).toString('hex'), randomBytes(24).toString('base64url')]) {
+        expect(isWeakSecret(secret)).toBe(false);
+      }
+    }
+    expect(make({ secrets: [randomBytes(32).toString('hex')], hashKey: randomBytes(32) })).not.toThrow();
   });
 });

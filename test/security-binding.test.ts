@@ -4,6 +4,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SessionManager } from '../src/core/manager.js';
 import { CHANNELS } from '../src/core/telemetry.js';
 import type { AnomalyEvent } from '../src/core/telemetry.js';
+import { firstForwardedFor, SessionRuntime } from '../src/adapters/shared.js';
 import type { SessionObject } from '../src/adapters/shared.js';
 import { createBindingCheck, networkOf } from '../src/security/binding.js';
 import { memoryStore } from '../src/stores/memory.js';
@@ -106,5 +107,17 @@ describe('binding signals', () => {
     const bind = createBindingCheck({ key: KEY });
     const inMiddleware = (session: SessionObject, userAgent: string | undefined, ip: string | undefined) => bind(session, { userAgent, ip });
     expect(typeof inMiddleware).toBe('function');
+  });
+
+  it('adapters take the client address from the socket, and from X-Forwarded-For (leftmost) only behind a trusted proxy', () => {
+    const direct = new SessionRuntime({ manager, binding: { key: KEY } });
+    const proxied = new SessionRuntime({ manager, trustProxy: true, binding: { key: KEY } });
+    expect(direct.clientIp('198.51.100.1', '203.0.113.7')).toBe('203.0.113.7');
+    expect(proxied.clientIp('198.51.100.1, 10.0.0.1', '10.0.0.2')).toBe('198.51.100.1');
+    expect(proxied.clientIp(undefined, '10.0.0.2')).toBe('10.0.0.2');
+    expect(firstForwardedFor('[2001:db8::1]:443, 10.0.0.1')).toBe('2001:db8::1');
+    expect(firstForwardedFor('198.51.100.1:5555')).toBe('198.51.100.1');
+    expect(firstForwardedFor(' , 10.0.0.1')).toBeNull();
+    expect(() => new SessionRuntime({ manager, binding: { key: KEY, onChange: 'block' as 'event' } })).toThrow(/"binding\.onChange"/);
   });
 });

@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionStore } from '../src/core/types.js';
 import { generateEncryptionKey } from '../src/stores/encrypted.js';
 import { memoryStore } from '../src/stores/memory.js';
-import { builtCli, ROOT, runCli, startService, tempDir } from './helpers/service.js';
+import { tokenKeyFromPem, tokenKeyFromSecret } from '../src/tokens/keys.js';
+import { builtCli, ROOT, runCli, spawnServe, startService, tempDir } from './helpers/service.js';
 import type { RunningService } from './helpers/service.js';
 import { createTestPki, httpsRequest } from './helpers/tls.js';
 import type { TestPki } from './helpers/tls.js';
@@ -351,4 +353,84 @@ describe('GET /v1/tokens/jwks', () => {
       await service.close();
     }
   });
+});
+
+describe('token signing key setting of the service', () => {
+  const SECRET = randomBytes(32).toString('base64url');
+  const edPem = generateKeyPairSync('ed25519').privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
+  const ecPem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
+  const headerOf = (token: string) => JSON.parse(Buffer.from(token.split('.')[0] as string, 'base64url').toString()) as { alg: string; kid: string };
+
+  async function issue(service: RunningService): Promise<string> {
+    const created = (await (await service.request('POST', '/v1/sessions', { json: { data: { a: 1 } } })).json()) as { id: string };
+    const pair = (await (await service.request('POST', `/v1/sessions/${created.id}/tokens`)).json()) as { accessToken: string };
+    return pair.accessToken;
+  }
+  const verify = (service: RunningService, accessToken: string) => service.request('POST', '/v1/tokens/verify', { json: { accessToken } });
+
+  it('tokens.key signs instead of the secret-derived key, with the algorithm of its type; tokens signed before still verify', async () => {
+    const store = memoryStore();
+    const before = await startService({ store, secret: SECRET });
+    const old = await issue(before);
+    expect(headerOf(old)).toEqual({ alg: 'EdDSA', kid: tokenKeyFromSecret(SECRET).kid, typ: 'at+jwt' });
+    await before.close();
+
+    for (const [pem, alg] of [[ecPem, 'ES256'], [edPem, 'EdDSA']] as const) {
+      const service = await startService({ store, secret: SECRET, tokens: { key: pem } });
+      try {
+        const token = await issue(service);
+        expect(headerOf(token)).toMatchObject({ alg, kid: tokenKeyFromPem(pem).kid });
+        expect((await verify(service, token)).status).toBe(200);
+        expect((await verify(service, old)).status).toBe(200);
+        const jwks = (await (await service.request('GET', '/v1/tokens/jwks')).json()) as { keys: { kid: string; alg: string; d?: string }[] };
+        expect(jwks.keys.map((key) => [key.kid, key.alg])).toEqual([
+          [tokenKeyFromPem(pem).kid, alg],
+          [tokenKeyFromSecret(SECRET).kid, 'EdDSA'],
+        ]);
+        expect(jwks.keys.every((key) => key.d === undefined)).toBe(true);
+      } finally {
+        await service.close();
+      }
+    }
+  });
+
+  it('another secret with the same tokens.key verifies the same tokens (signature and claims), while the old secret key is gone', async () => {
+    const first = await startService({ secret: SECRET, tokens: { key: edPem } });
+    const second = await startService({ secret: randomBytes(32).toString('base64url'), tokens: { key: edPem } });
+    try {
+      const [a, b] = await Promise.all([first.request('GET', '/v1/tokens/jwks'), second.request('GET', '/v1/tokens/jwks')]);
+      const signing = (response: unknown) => (response as { keys: { kid: string; x: string }[] }).keys[0];
+      expect(signing(await b.json())).toEqual(signing(await a.json()));
+    } finally {
+      await first.close();
+      await second.close();
+    }
+  });
+
+  it('refuses a tokens.key that is not an Ed25519 or P-256 private key, naming the option', async () => {
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'pem', type: 'pkcs8' }) as string;
+    for (const key of [rsa, 'not pem']) {
+      await expect(startService({ tokens: { key } })).rejects.toMatchObject({ code: 'ESESS_CONFIG', message: expect.stringMatching(/"tokens\.key"/) });
+    }
+  });
+
+  it('elastic-session serve --token-key <file.pem> (or ELASTIC_SESSION_TOKEN_KEY) signs with that key; a bad key exits 2 naming the option', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'token-key.pem');
+    writeFileSync(file, ecPem, { mode: 0o600 });
+    const serve = await spawnServe(['--store', 'memory:', '--token-key', file], { env: { ELASTIC_SESSION_SECRET: SECRET } });
+    try {
+      const created = (await (await fetch(`${serve.url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"data":{"a":1}}' })).json()) as { id: string };
+      const pair = (await (await fetch(`${serve.url}/v1/sessions/${created.id}/tokens`, { method: 'POST' })).json()) as { accessToken: string };
+      expect(headerOf(pair.accessToken)).toMatchObject({ alg: 'ES256', kid: tokenKeyFromPem(ecPem).kid });
+    } finally {
+      await serve.stop();
+    }
+    const rsaFile = join(dir, 'rsa.pem');
+    writeFileSync(rsaFile, generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'pem', type: 'pkcs8' }) as string, { mode: 0o600 });
+    const bad = await runCli(['serve', '--port', '0', '--store', 'memory:'], { env: { ELASTIC_SESSION_TOKEN_KEY: rsaFile } });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('ELASTIC_SESSION_TOKEN_KEY');
+    expect(bad.stderr).not.toContain('PRIVATE KEY');
+  }, 60_000);
 });

@@ -6,7 +6,7 @@ import { isSessionError } from '../src/core/errors.js';
 import { SessionManager } from '../src/core/manager.js';
 import type { SessionStore } from '../src/core/types.js';
 import { memoryStore } from '../src/stores/memory.js';
-import { createTokenIssuer, tokenKeyFromSecret } from '../src/tokens/index.js';
+import { createTokenIssuer, tokenKeyFromPem, tokenKeyFromSecret } from '../src/tokens/index.js';
 import type { TokenIssuer, TokenKeyInput, TokenRejectReason } from '../src/tokens/index.js';
 import { countingStore } from './helpers/service.js';
 
@@ -397,5 +397,50 @@ describe('token mode', () => {
       expect(payload.iss).toBe(ISSUER);
       expect(SignJWT).toBeTypeOf('function');
     });
+  });
+});
+
+describe('token keys from PEM', () => {
+  const pemOf = (key: KeyObject, type: 'pkcs8' | 'sec1' = 'pkcs8') => key.export({ format: 'pem', type }) as string;
+
+  it('takes the algorithm from the key type: Ed25519 → EdDSA, P-256 → ES256 (PKCS#8 or SEC1)', () => {
+    const ed = generateKeyPairSync('ed25519');
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    expect(tokenKeyFromPem(pemOf(ed.privateKey))).toMatchObject({ alg: 'EdDSA', kid: expect.stringMatching(/^[\w-]{16}$/) });
+    expect(tokenKeyFromPem(Buffer.from(pemOf(ec.privateKey)))).toMatchObject({ alg: 'ES256' });
+    expect(tokenKeyFromPem(pemOf(ec.privateKey, 'sec1')).alg).toBe('ES256');
+    // The kid is a digest of the public key: stable across instances given the same file.
+    expect(tokenKeyFromPem(pemOf(ed.privateKey)).kid).toBe(tokenKeyFromPem(pemOf(ed.privateKey)).kid);
+    expect(tokenKeyFromPem(pemOf(ed.privateKey)).kid).not.toBe(tokenKeyFromPem(pemOf(ec.privateKey)).kid);
+  });
+
+  it('refuses other key types, public keys, encrypted keys and non-PEM, naming the option and never quoting the key', () => {
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    const ed = generateKeyPairSync('ed25519');
+    const encrypted = ed.privateKey.export({ format: 'pem', type: 'pkcs8', cipher: 'aes-256-cbc', passphrase: 'pass-phrase' }) as string;
+    const bad = [pemOf(rsa.privateKey), pemOf(p384.privateKey), ed.publicKey.export({ format: 'pem', type: 'spki' }) as string, encrypted, 'not a key', ''];
+    for (const pem of bad) {
+      let message = '';
+      try {
+        tokenKeyFromPem(pem, '--token-key');
+      } catch (error) {
+        message = (error as Error).message;
+      }
+      expect(message).toMatch(/"--token-key"/);
+      if (pem.length > 80) expect(message).not.toContain(pem.slice(40, 80));
+    }
+  });
+
+  it('signs tokens that verify, with the key type\'s algorithm in the header', async () => {
+    const manager = new SessionManager({ store: memoryStore(), secrets: [SECRET], hashKey: HASH_KEY });
+    const key = tokenKeyFromPem(pemOf(generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey));
+    const issuer = createTokenIssuer({ manager, hashKey: HASH_KEY, keys: [key], issuer: ISSUER, audience: AUDIENCE });
+    const session = manager.create({ data: { a: 1 } });
+    await manager.save(session);
+    const pair = await issuer.issue(session.id);
+    const header = JSON.parse(Buffer.from(pair.accessToken.split('.')[0] as string, 'base64url').toString()) as { alg: string; kid: string };
+    expect(header).toMatchObject({ alg: 'ES256', kid: key.kid });
+    expect((await issuer.verify(pair.accessToken)).session.handle).toBeTypeOf('string');
   });
 });

@@ -21,7 +21,7 @@
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { SessionData } from '../core/session.js';
-import { gateResponse, isSecureRequest } from './node-http.js';
+import { clientOf, gateResponse, isSecureRequest } from './node-http.js';
 import { SessionRuntime } from './shared.js';
 import type { AdapterOptions, RequestSession, SessionObject } from './shared.js';
 
@@ -73,7 +73,7 @@ export function session<Data extends SessionData = SessionData>(options: Express
       next();
       return;
     }
-    const state = runtime.begin(req.headers.cookie, { isSecure: () => isSecureRequest(runtime, req), requireLoad: lazy }) as unknown as RequestSession<SessionData>;
+    const state = runtime.begin(req.headers.cookie, { isSecure: () => isSecureRequest(runtime, req), requireLoad: lazy, client: () => clientOf(runtime, req) }) as unknown as RequestSession<SessionData>;
     states.set(req, state);
     req.session = state.view;
     req.loadSession = () => state.load();

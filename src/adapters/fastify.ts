@@ -86,7 +86,12 @@ const plugin: FastifyPluginAsync<FastifySessionOptions> = async (fastify: Fastif
 
   fastify.addHook('onRequest', async (request: FastifyRequest) => {
     if (states.has(request)) return;
-    const state = runtime.begin(request.headers.cookie, { isSecure: () => isSecureRequest(runtime, request.raw), requireLoad: lazy });
+    const state = runtime.begin(request.headers.cookie, {
+      isSecure: () => isSecureRequest(runtime, request.raw),
+      requireLoad: lazy,
+      // Our trustProxy decides, as for X-Forwarded-Proto: not Fastify's own, which request.ip follows.
+      client: () => ({ userAgent: request.headers['user-agent'], ip: runtime.clientIp(request.headers['x-forwarded-for'], request.raw.socket?.remoteAddress ?? request.ip) }),
+    });
     states.set(request, state);
     // Store errors go to Fastify's error handler: 503 from the error's status by default.
     if (!lazy && state.cookieId !== null) await state.load();

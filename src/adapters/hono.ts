@@ -49,6 +49,7 @@ export function session<Data extends SessionData = SessionData>(options: HonoSes
       isSecure: () => runtime.isSecure(arrivedOverTls(c.env, c.req.url), c.req.header('x-forwarded-proto')),
       requireLoad: true,
       mapError: withResponse,
+      client: () => ({ userAgent: c.req.header('user-agent'), ip: runtime.clientIp(c.req.header('x-forwarded-for'), peerAddress(c.env)) }),
     });
     c.set('session', state.lazy as unknown as LazySession<SessionData>);
     await next();
@@ -74,6 +75,12 @@ function withResponse(error: unknown): unknown {
     });
   }
   return error;
+}
+
+/** The peer's address on Node (@hono/node-server); elsewhere unknown (only a trusted proxy's X-Forwarded-For then). */
+function peerAddress(env: unknown): string | undefined {
+  const address = (env as { incoming?: { socket?: { remoteAddress?: unknown } } } | undefined)?.incoming?.socket?.remoteAddress;
+  return typeof address === 'string' ? address : undefined;
 }
 
 /**

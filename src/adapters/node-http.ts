@@ -16,6 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { isSessionError } from '../core/errors.js';
 import type { SessionData } from '../core/session.js';
+import type { ClientSignals } from '../security/binding.js';
 import { problemOf, SessionRuntime } from './shared.js';
 import type { AdapterOptions, LazySession, RequestSession } from './shared.js';
 
@@ -57,7 +58,7 @@ export function withSession<Data extends SessionData = SessionData>(
     else sendError(res, error);
   };
   return (req, res) => {
-    const state = runtime.begin(req.headers.cookie, { isSecure: () => isSecureRequest(runtime, req), requireLoad: true });
+    const state = runtime.begin(req.headers.cookie, { isSecure: () => isSecureRequest(runtime, req), requireLoad: true, client: () => clientOf(runtime, req) });
     const gate = gateResponse(res, state, (error) => fail(error, req, res));
     Promise.resolve()
       .then(() => handler(req, res, state.lazy))
@@ -71,6 +72,11 @@ export function withSession<Data extends SessionData = SessionData>(
 /** Whether a Node request counts as https: TLS to this process, or a trusted proxy's X-Forwarded-Proto. */
 export function isSecureRequest(runtime: Pick<SessionRuntime, 'isSecure'>, req: IncomingMessage): boolean {
   return runtime.isSecure((req.socket as Partial<TLSSocket> | null)?.encrypted === true, req.headers['x-forwarded-proto']);
+}
+
+/** A Node request's binding signals: its User-Agent, and the peer's address (or, with `trustProxy`, the proxy's X-Forwarded-For). */
+export function clientOf(runtime: Pick<SessionRuntime, 'clientIp'>, req: IncomingMessage): ClientSignals {
+  return { userAgent: req.headers['user-agent'], ip: runtime.clientIp(req.headers['x-forwarded-for'], req.socket?.remoteAddress) };
 }
 
 /** The default rendering of an error before any response byte was sent. */

@@ -9,6 +9,8 @@ import { configError, ERROR_CODES, isSessionError, SessionError } from '../core/
 import { SessionManager } from '../core/manager.js';
 import type { SessionManagerOptions } from '../core/manager.js';
 import type { Session, SessionData } from '../core/session.js';
+import { createBindingCheck, DEFAULT_BINDING } from '../security/binding.js';
+import type { BindingOptions, BindingResult, BindableSession, ClientSignals } from '../security/binding.js';
 
 /** Options every adapter takes besides the manager (or the options to build one). */
 export interface AdapterCommonOptions {
@@ -25,6 +27,16 @@ export interface AdapterCommonOptions {
    * @default false
    */
   clearSiteData?: boolean;
+  /**
+   * Binding signals, checked automatically whenever a session is loaded (see
+   * `createBindingCheck` in `elastic-session/security`, whose options these are): the session
+   * remembers a keyed fingerprint of the client's User-Agent and network prefix, stored when the
+   * session is first stored and renewed by `regenerate()` (login). A change publishes an event on
+   * `elastic-session:anomaly`; with `onChange: 'destroy'` the session is also destroyed and the
+   * request goes on with a fresh anonymous one. The client address is the socket's, or with
+   * `trustProxy` the leftmost `X-Forwarded-For` entry: the proxy must then overwrite that header.
+   */
+  binding?: BindingOptions;
 }
 
 /** Either a manager you built (and may share) or the options to build one. */
@@ -115,6 +127,14 @@ export interface BeginOptions {
   requireLoad: boolean;
   /** Applied to every error the session operations throw (Hono attaches a response). */
   mapError?: (error: unknown) => unknown;
+  /** The client's User-Agent and address, for binding signals (called only when binding is configured). */
+  client?: () => ClientSignals;
+}
+
+/** The validated binding check and the session field it uses. */
+interface Binding {
+  check: (session: BindableSession, client: ClientSignals) => BindingResult;
+  field: string;
 }
 
 /** One adapter instance: the manager plus the adapter options, validated once. */
@@ -124,6 +144,8 @@ export class SessionRuntime<Data extends SessionData = SessionData> {
   readonly clearSiteData: boolean;
   /** Whether cookies are Secure outside the explicit development mode: then requests must be https. */
   readonly requireSecureTransport: boolean;
+  /** The binding check, or null when `binding` is not configured. */
+  readonly binding: Binding | null;
 
   constructor(options: AdapterOptions<Data>) {
     if (typeof options !== 'object' || options === null) throw configError('options', 'an options object is required');
@@ -131,13 +153,14 @@ export class SessionRuntime<Data extends SessionData = SessionData> {
     this.trustProxy = options.trustProxy === true;
     if (options.clearSiteData !== undefined && typeof options.clearSiteData !== 'boolean') throw configError('clearSiteData', 'must be a boolean');
     this.clearSiteData = options.clearSiteData === true;
+    this.binding = bindingOf(options.binding);
     if (options.manager !== undefined) {
       if (!(options.manager instanceof SessionManager)) throw configError('manager', 'must be a SessionManager');
       if ('store' in options || 'secrets' in options) throw configError('manager', 'give either a manager or the options to build one (store, secrets, ...), not both');
       this.manager = options.manager;
       this.requireSecureTransport = this.manager.cookie.secure;
     } else {
-      const { trustProxy: _trustProxy, clearSiteData: _clearSiteData, manager: _manager, ...managerOptions } = options;
+      const { trustProxy: _trustProxy, clearSiteData: _clearSiteData, binding: _binding, manager: _manager, ...managerOptions } = options;
       this.manager = new SessionManager<Data>(managerOptions);
       this.requireSecureTransport = this.manager.cookie.secure && managerOptions.insecureLocalhostDevelopment !== true;
     }
@@ -152,6 +175,43 @@ export class SessionRuntime<Data extends SessionData = SessionData> {
   isSecure(tls: boolean, forwardedProto: string | readonly string[] | null | undefined): boolean {
     return tls || (this.trustProxy && firstForwardedProto(forwardedProto) === 'https');
   }
+
+  /**
+   * The client's address: with `trustProxy` the leftmost `X-Forwarded-For` entry (the client as
+   * the proxy saw it), otherwise the peer's address. Only ever a binding signal, never access control.
+   */
+  clientIp(forwardedFor: string | readonly string[] | null | undefined, peer: string | null | undefined): string | undefined {
+    if (this.trustProxy) {
+      const forwarded = firstForwardedFor(forwardedFor);
+      if (forwarded !== null) return forwarded;
+    }
+    return typeof peer === 'string' && peer.length > 0 ? peer : undefined;
+  }
+}
+
+function bindingOf(options: BindingOptions | undefined): Binding | null {
+  if (options === undefined) return null;
+  if (typeof options !== 'object' || options === null) throw configError('binding', 'must be an options object ({ key, onChange?, signals? })');
+  try {
+    return { check: createBindingCheck(options), field: options.field ?? DEFAULT_BINDING.field };
+  } catch (error) {
+    // Name the adapter option: "binding.key", not "key".
+    if (isSessionError(error, 'ESESS_CONFIG') && typeof error.context.option === 'string') {
+      throw configError(`binding.${error.context.option}`, error.message.replace(/^Invalid option "[^"]*": /, ''));
+    }
+    throw error;
+  }
+}
+
+/** The leftmost (client-facing) address in `X-Forwarded-For`, without brackets or port; null when there is none. */
+export function firstForwardedFor(value: string | readonly string[] | null | undefined): string | null {
+  const header = typeof value === 'string' ? value : value?.[0];
+  if (!header) return null;
+  let first = (header.split(',')[0] ?? '').trim();
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(first);
+  if (bracketed) first = bracketed[1] as string;
+  else if (/^\d+\.\d+\.\d+\.\d+:\d+$/.test(first)) first = first.slice(0, first.lastIndexOf(':'));
+  return first.length > 0 && first.length <= 64 ? first : null;
 }
 
 /** The leftmost (client-facing) protocol in `X-Forwarded-Proto`, lower-cased. */
@@ -185,6 +245,8 @@ export class RequestSession<Data extends SessionData = SessionData> {
   /** A Set-Cookie value produced before the final commit (explicit save, touch). */
   #cookie: string | null = null;
   #phase: Phase = 'open';
+  /** The cookie's session was destroyed by the binding check: clear the cookie unless a new one is sent. */
+  #clearCookie = false;
 
   constructor(runtime: SessionRuntime<Data>, cookieId: string | null, options: BeginOptions) {
     this.#runtime = runtime;
@@ -217,9 +279,38 @@ export class RequestSession<Data extends SessionData = SessionData> {
 
   async #open(): Promise<Session<Data>> {
     this.#checkTransport();
-    const loaded = this.cookieId === null ? null : await this.#manager.load(this.cookieId);
+    let loaded = this.cookieId === null ? null : await this.#manager.load(this.cookieId);
+    if (loaded !== null && this.#session === null && this.#runtime.binding !== null) {
+      const { action } = this.#runtime.binding.check(loaded, this.#client());
+      if (action === 'destroy') {
+        // Seen from another client: end it (the event is already out) and go on anonymously.
+        await this.#manager.destroy(loaded);
+        this.#clearCookie = true;
+        loaded = null;
+      }
+    }
     this.#session ??= loaded ?? this.#manager.create();
     return this.#session;
+  }
+
+  #client(): ClientSignals {
+    return this.#options.client?.() ?? {};
+  }
+
+  /**
+   * Binds a session to this request's client from scratch: a new session before it is first
+   * stored, and a regenerated one (login), so the fingerprint is that of the client that logged in.
+   */
+  #bindAfresh(session: Session<Data>): void {
+    const binding = this.#runtime.binding;
+    if (binding === null || session.isDestroyed) return;
+    if (session.has(binding.field)) session.delete(binding.field);
+    binding.check(session, this.#client());
+  }
+
+  /** A new session that is about to be stored gets its binding first. */
+  #bindIfFirstStored(session: Session<Data>): void {
+    if (session.isNew && session.isDirty && this.#runtime.binding !== null && !session.has(this.#runtime.binding.field)) this.#bindAfresh(session);
   }
 
   /** The session for synchronous use; a cookieless request gets its new session here. */
@@ -296,6 +387,7 @@ export class RequestSession<Data extends SessionData = SessionData> {
     } catch (error) {
       throw this.#mapError(error);
     }
+    this.#bindAfresh(session);
     if (options.keepData === false) this.#snapshots.clear();
     else this.#refreshSnapshots(session);
   }
@@ -315,6 +407,7 @@ export class RequestSession<Data extends SessionData = SessionData> {
     const session = this.current();
     if (this.#phase !== 'open' && session.isNew) throw this.#mapError(committedError());
     this.#detectInPlaceChanges(session);
+    this.#bindIfFirstStored(session);
     try {
       const { setCookie } = await this.#manager.save(session);
       if (setCookie !== null) this.#cookie = setCookie;
@@ -346,6 +439,7 @@ export class RequestSession<Data extends SessionData = SessionData> {
     try {
       if (session !== null) {
         this.#detectInPlaceChanges(session);
+        this.#bindIfFirstStored(session);
         const { setCookie } = await this.#manager.save(session);
         if (setCookie !== null) this.#cookie = setCookie;
       }
@@ -360,6 +454,7 @@ export class RequestSession<Data extends SessionData = SessionData> {
       this.#cookie = null;
     }
     this.#phase = 'committed';
+    if (this.#clearCookie && this.#cookie === null) this.#cookie = this.#manager.clearCookie();
     const cookie = this.#cookie;
     this.#cookie = null;
     return cookie;

@@ -8,6 +8,7 @@ import { parseStoreUrl } from '../service/stores.js';
 import { MAX_TIMEOUT_SECONDS } from '../core/manager.js';
 import { parseEncryptionKeys } from '../stores/encrypted.js';
 import { MAX_ACCESS_TTL } from '../tokens/limits.js';
+import { tokenKeyFromPem } from '../tokens/keys.js';
 import type { StoreSpec } from '../service/stores.js';
 
 export type Command = 'serve' | 'inspect' | 'sweep' | 'migrate' | 'reencrypt';
@@ -30,6 +31,7 @@ const SETTINGS = {
   tokenAudience: { flag: 'token-audience', env: undefined },
   accessTokenTtl: { flag: 'access-token-ttl', env: undefined },
   refreshTokenTtl: { flag: 'refresh-token-ttl', env: undefined },
+  tokenKey: { flag: 'token-key', env: 'ELASTIC_SESSION_TOKEN_KEY' },
 } as const;
 
 /** Settings that may be given several times (flags repeat; the variable is comma-separated). */
@@ -40,7 +42,7 @@ type Setting = keyof typeof SETTINGS;
 const COMMAND_SETTINGS: Record<Command, readonly Setting[]> = {
   serve: [
     'port', 'host', 'store', 'idleTimeout', 'absoluteTimeout', 'secret', 'apiKeys', 'encryptionKeys', 'tlsCert', 'tlsKey', 'tlsClientCa',
-    'tokenIssuer', 'tokenAudience', 'accessTokenTtl', 'refreshTokenTtl',
+    'tokenIssuer', 'tokenAudience', 'accessTokenTtl', 'refreshTokenTtl', 'tokenKey',
   ],
   inspect: ['store', 'secret', 'encryptionKeys'],
   sweep: ['store'],
@@ -75,7 +77,7 @@ export interface CliConfig {
   /** PEM contents read from the --tls-* files; undefined: plain HTTP. */
   tls: { cert: Buffer; key: Buffer; clientCa?: Buffer } | undefined;
   /** Token mode settings given; the rest keep the service's defaults. */
-  tokens: { issuer?: string; audience?: string; accessTtl?: number; refreshTtl?: number };
+  tokens: { issuer?: string; audience?: string; accessTtl?: number; refreshTtl?: number; key?: Buffer };
 }
 
 export interface ParsedCommand {
@@ -146,6 +148,7 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
   const tokenAudience = pick('tokenAudience');
   const accessTtl = pick('accessTokenTtl');
   const refreshTtl = pick('refreshTokenTtl');
+  const tokenKey = pick('tokenKey');
   const config: CliConfig = {
     port: port ? checkPort(port.value, port.name) : base.port,
     host: host ? checkHost(host.value, host.name) : apiKeys.length > 0 ? DEFAULT_SERVICE_CONFIG.hostWithApiKeys : base.host,
@@ -162,6 +165,7 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
       ...(tokenAudience ? { audience: checkText(tokenAudience) } : {}),
       ...(accessTtl ? { accessTtl: checkSeconds(accessTtl, MAX_ACCESS_TTL) } : {}),
       ...(refreshTtl ? { refreshTtl: checkSeconds(refreshTtl, MAX_TIMEOUT_SECONDS) } : {}),
+      ...(tokenKey ? { key: readTokenKey(tokenKey, cwd) } : {}),
     },
   };
   if (command === 'serve') checkExposure(config.host, apiKeys, host?.name ?? '--host', '--api-key (or ELASTIC_SESSION_API_KEYS)');
@@ -204,6 +208,13 @@ function checkEncryptionKeys(raw: Raw): string[] {
   // Validated here so a bad key is a configuration error at startup, named as the user wrote it.
   parseEncryptionKeys(list, raw.name);
   return list;
+}
+
+/** Reads the --token-key PEM file and checks it now, so a bad key is a configuration error naming the option. */
+function readTokenKey(raw: Raw, cwd: string): Buffer {
+  const pem = readPem(raw, cwd);
+  tokenKeyFromPem(pem, raw.name);
+  return pem;
 }
 
 /** Reads a PEM file named by a --tls-* setting (relative to the working directory). */

@@ -3,7 +3,8 @@ import type { Command } from './config.js';
 
 const CONFIG_NOTE = `Configuration: flags, then environment variables, then the --config JSON file
 (keys: port, host, store, idleTimeout, absoluteTimeout, secret, apiKeys, encryptionKeys, tlsCert,
-tlsKey, tlsClientCa, tokenIssuer, tokenAudience, accessTokenTtl, refreshTokenTtl), then defaults.
+tlsKey, tlsClientCa, tokenIssuer, tokenAudience, accessTokenTtl, refreshTokenTtl, tokenKey), then
+defaults.
 Relative SQLite paths are resolved against the working directory.`;
 
 export const MAIN_HELP = `Usage: elastic-session <command> [options]
@@ -54,11 +55,16 @@ Options:
   --token-audience <text>  aud of access tokens                (default elastic-session)
   --access-token-ttl <s>   Access token lifetime, at most 3600 (default 300)
   --refresh-token-ttl <s>  Refresh token lifetime               (default 86400; never past the session's end)
+  --token-key <file.pem>   Sign tokens with this PEM private key: Ed25519 (EdDSA) or P-256 (ES256)
+                                                            [env ELASTIC_SESSION_TOKEN_KEY]
+                           (default: an Ed25519 key derived from the secret)
   --config <file.json>     Read settings from a JSON file
   -h, --help               Show this help
 
 Token mode (/v1/sessions/{id}/tokens, /v1/tokens/refresh, /verify, /revoke) signs with an
 Ed25519 key derived from the secret: every instance with the same secret verifies the same tokens.
+With --token-key the key comes from that file instead (give every instance the same one); the
+secret's key then only verifies the tokens it signed before, until they expire.
 
 ${CONFIG_NOTE}
 `,

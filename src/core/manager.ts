@@ -2,6 +2,7 @@ import { clearingCookie, cookieValues, MAX_COOKIE_HEADER, resolveCookieOptions, 
 import type { CookieOptions } from './cookie.js';
 import { configError, SessionError } from './errors.js';
 import { HybridClock } from './hlc.js';
+import { isProductionMode, isWeakSecret } from './secrets.js';
 import { generateId, handleOf, isWellFormedId, Keyring, storeKeyOf } from './ids.js';
 import { DEFAULT_DATA_LIMITS, encodeValue, isUnsafeKey, safeJsonParse } from './json.js';
 import type { DataLimits } from './json.js';
@@ -31,6 +32,8 @@ export interface SessionManagerOptions {
   maxRetries?: number;
   /** @default Date.now */
   clock?: Clock;
+  /** Refuse example and low-entropy `secrets` and `hashKey`. @default NODE_ENV === 'production' */
+  production?: boolean;
 }
 
 export const DEFAULT_OPTIONS = {
@@ -99,6 +102,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
     this.#keyring = new Keyring(options.secrets ?? [], 'secrets');
     this.#hashKey = options.hashKey === undefined ? undefined : Buffer.from(options.hashKey);
     if (this.#hashKey && this.#hashKey.length < 32) throw configError('hashKey', 'must be at least 32 bytes');
+    if (options.production ?? isProductionMode()) refuseWeakSecrets(options.secrets, options.hashKey);
     const idle = checkTimeout('idleTimeout', options.idleTimeout ?? DEFAULT_OPTIONS.idleTimeout);
     const absolute = checkTimeout('absoluteTimeout', options.absoluteTimeout ?? DEFAULT_OPTIONS.absoluteTimeout);
     this.#idleMs = idle * 1000;
@@ -454,4 +458,13 @@ function checkUserId(userId: string | null): string | null {
     throw new SessionError('ESESS_INVALID_INPUT', { message: `userId must be a string of 1 to ${MAX_USER_ID} characters`, context: { field: 'userId' } });
   }
   return userId;
+}
+
+/** Production mode: secrets from the documentation or with visibly low entropy are refused; messages never quote them. */
+function refuseWeakSecrets(secrets: readonly (string | Buffer)[], hashKey: string | Buffer | undefined): void {
+  const advice = 'refused in production (NODE_ENV=production); generate one with: openssl rand -base64 32';
+  secrets.forEach((secret, index) => {
+    if (isWeakSecret(secret)) throw configError('secrets', `secret #${index + 1} is an example or low-entropy secret, ${advice}`);
+  });
+  if (hashKey !== undefined && isWeakSecret(hashKey)) throw configError('hashKey', `is an example or low-entropy key, ${advice}`);
 }

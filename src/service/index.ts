@@ -1,3 +1,5 @@
+import { createPublicKey } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { createServer as createTlsServer } from 'node:https';
@@ -21,6 +23,8 @@ import { sessionRoutes } from './routes.js';
 import { adminRoutes } from './admin/index.js';
 import { encryptedStore, parseEncryptionKeys } from '../stores/encrypted.js';
 import type { TokenIssuer, TokenIssuerOptions } from '../tokens/issuer.js';
+import { tokenKeyFromPem, tokenKeyFromSecret } from '../tokens/keys.js';
+import type { TokenKeyInput } from '../tokens/keys.js';
 import { tokenRoutes } from '../tokens/routes.js';
 import { resolveSecret, storeHashKey } from './secret.js';
 import { openStore, parseStoreUrl, redactStoreUrl } from './stores.js';
@@ -86,7 +90,7 @@ export interface ServiceOptions {
   encryptionKeys?: readonly string[];
   /** Serve HTTPS (PEM texts); with `clientCa`, require client certificates signed by it (mTLS). */
   tls?: ServiceTlsOptions;
-  /** Token mode (`/v1/sessions/{id}/tokens`, `/v1/tokens/*`). Signed with an Ed25519 key derived from the secret. */
+  /** Token mode (`/v1/sessions/{id}/tokens`, `/v1/tokens/*`). Signed with `tokens.key`, or an Ed25519 key derived from the secret. */
   tokens?: ServiceTokenOptions;
 }
 
@@ -110,6 +114,12 @@ export interface ServiceTokenOptions {
   refreshTtl?: number;
   /** Seconds. @default 30 */
   leeway?: number;
+  /**
+   * The signing key: a PEM private key, Ed25519 (tokens signed with EdDSA) or P-256 (ES256).
+   * Replaces the key derived from the secret, which then only verifies tokens it signed before.
+   * @default an Ed25519 key derived from the secret
+   */
+  key?: string | Buffer;
 }
 
 export interface ListenAddress {
@@ -159,6 +169,7 @@ export async function createService(options: ServiceOptions = {}): Promise<Servi
   if (options.secret !== undefined) checkSecret(options.secret, 'secret');
   const encryptionKeys = options.encryptionKeys === undefined ? null : parseEncryptionKeys(options.encryptionKeys, 'encryptionKeys');
   const tls = options.tls === undefined ? null : checkTls(options.tls);
+  const tokenKey = options.tokens?.key === undefined ? null : tokenKeyFromPem(options.tokens.key, 'tokens.key');
   const shutdownTimeoutMs = checkPositiveInteger(options.shutdownTimeoutMs ?? DEFAULT_SERVICE_CONFIG.shutdownTimeoutMs, 'shutdownTimeoutMs');
 
   const given = options.store ?? DEFAULT_SERVICE_CONFIG.store;
@@ -182,7 +193,7 @@ export async function createService(options: ServiceOptions = {}): Promise<Servi
       ...(options.limits ? { limits: options.limits } : {}),
       ...(options.clock ? { clock: options.clock } : {}),
     });
-    tokens = await openTokenIssuer(manager, secret, options.tokens ?? {}, options.clock, log);
+    tokens = await openTokenIssuer(manager, secret, tokenKey, options.tokens ?? {}, options.clock, log);
   } catch (error) {
     if (ownsStore) await store.close().catch(() => {});
     throw error;
@@ -409,7 +420,14 @@ function checkTls(tls: ServiceTlsOptions): ServiceTlsOptions {
 }
 
 /** The token issuer, or null (token routes answer 501) when the optional jose package is missing. */
-async function openTokenIssuer(manager: SessionManager, secret: string, options: ServiceTokenOptions, clock: Clock | undefined, log: ServiceLogger): Promise<TokenIssuer | null> {
+async function openTokenIssuer(
+  manager: SessionManager,
+  secret: string,
+  signingKey: TokenKeyInput | null,
+  options: ServiceTokenOptions,
+  clock: Clock | undefined,
+  log: ServiceLogger,
+): Promise<TokenIssuer | null> {
   if (!manager.store.capabilities.cas) {
     log.info(`token mode is off: it needs a store with compare-and-swap, which the ${manager.store.name} store lacks`);
     return null;
@@ -423,11 +441,14 @@ async function openTokenIssuer(manager: SessionManager, secret: string, options:
     log.info('token mode is off: it needs the optional dependency jose (npm install jose)');
     return null;
   }
-  const { tokenKeyFromSecret } = await import('../tokens/keys.js');
+  const derived = tokenKeyFromSecret(secret);
+  // A configured key signs; the secret's key then only verifies, so tokens issued before the
+  // switch keep working until they expire, and stops doing so when the secret rotates.
+  const keys: TokenKeyInput[] = signingKey === null ? [derived] : [signingKey, { ...derived, key: createPublicKey(derived.key as KeyObject) }];
   return module.createTokenIssuer({
     manager,
     hashKey: storeHashKey(secret),
-    keys: [tokenKeyFromSecret(secret)],
+    keys,
     issuer: options.issuer ?? 'elastic-session',
     audience: options.audience ?? 'elastic-session',
     ...(options.accessTtl === undefined ? {} : { accessTtl: options.accessTtl }),

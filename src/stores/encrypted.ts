@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { configError, SessionError } from '../core/errors.js';
+import { isProductionMode, isWeakKey } from '../core/secrets.js';
 import { publishCorrupt } from '../core/telemetry.js';
 import type { ApplyResult, SessionDelta, SessionStore, StoreCapabilities, StoredField, StoredSession, StoredSummary } from '../core/types.js';
 
@@ -34,20 +35,7 @@ export interface EncryptionKey {
   key: Buffer;
 }
 
-/**
- * Keys that appear in documentation and examples. Refused in production mode, like any key
- * with visibly low entropy (one repeated byte, or few distinct bytes).
- */
-export const EXAMPLE_ENCRYPTION_KEYS: readonly string[] = [
-  'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
-  'ZXhhbXBsZS1rZXktZG8tbm90LXVzZS1pbi1wcm9kdWM',
-  'MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY',
-];
-
-/** Whether the process runs in production mode (`NODE_ENV=production`). */
-export function isProductionMode(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.NODE_ENV === 'production';
-}
+export { EXAMPLE_ENCRYPTION_KEYS, isProductionMode, isWeakKey } from '../core/secrets.js';
 
 /**
  * Parses encryption keys written as `kid:KEY` (KEY: 32 bytes in base64url), newest first: the
@@ -86,13 +74,6 @@ export function parseEncryptionKeys(specs: readonly (string | EncryptionKey)[], 
     }
     return { kid, key };
   });
-}
-
-/** A documented example key, or bytes no random generator produces in practice. */
-export function isWeakKey(key: Buffer): boolean {
-  if (EXAMPLE_ENCRYPTION_KEYS.includes(key.toString('base64url'))) return true;
-  // 32 random bytes have about 30 distinct values; fewer than 12 is more than 13 standard deviations off.
-  return new Set(key).size < 12;
 }
 
 /** A new random key in the `kid:KEY` form. */

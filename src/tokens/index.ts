@@ -1,4 +1,4 @@
 export { createTokenIssuer, TokenIssuer, tokenError, DEFAULT_TOKEN_OPTIONS, MAX_ACCESS_TTL, MAX_LEEWAY, MAX_TOKEN_LENGTH, ACCESS_TOKEN_TYPE } from './issuer.js';
 export type { TokenIssuerOptions, TokenPair, TokenRejectReason, TokenSession, VerifiedToken, CustomClaims } from './issuer.js';
-export { checkTokenKeys, tokenKeyFromSecret, TOKEN_ALGORITHMS, MIN_HMAC_KEY_BYTES } from './keys.js';
+export { checkTokenKeys, tokenKeyFromPem, tokenKeyFromSecret, TOKEN_ALGORITHMS, MIN_HMAC_KEY_BYTES } from './keys.js';
 export type { TokenAlgorithm, TokenKey, TokenKeyInput } from './keys.js';

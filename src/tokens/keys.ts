@@ -83,3 +83,25 @@ export function tokenKeyFromSecret(secret: string | Uint8Array): TokenKeyInput {
   const kid = createHash('sha256').update(publicDer).digest('base64url').slice(0, 16);
   return { kid, alg: 'EdDSA', key };
 }
+
+/**
+ * A signing key from a PEM private key (PKCS#8 or SEC1): Ed25519 signs with EdDSA, P-256 with
+ * ES256; the algorithm follows the key type, nothing else is accepted. Its `kid` is a digest of
+ * the public key, like the derived key's. Messages name the option, never the key.
+ */
+export function tokenKeyFromPem(pem: string | Buffer, option = 'key'): TokenKeyInput {
+  if (typeof pem !== 'string' && !Buffer.isBuffer(pem)) throw configError(option, 'must be a PEM private key (Ed25519 or P-256)');
+  let key: KeyObject;
+  try {
+    key = createPrivateKey({ key: pem, format: 'pem' });
+  } catch {
+    throw configError(option, 'must be an unencrypted PEM private key (Ed25519 or P-256); generate one with: openssl genpkey -algorithm ed25519');
+  }
+  let alg: TokenAlgorithm;
+  if (key.asymmetricKeyType === 'ed25519') alg = 'EdDSA';
+  else if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') alg = 'ES256';
+  else throw configError(option, `is a ${key.asymmetricKeyType ?? 'unknown'} key; token signing keys must be Ed25519 (EdDSA) or P-256 (ES256)`);
+  const publicDer = createPublicKey(key).export({ format: 'der', type: 'spki' });
+  const kid = createHash('sha256').update(publicDer).digest('base64url').slice(0, 16);
+  return { kid, alg, key };
+}

@@ -20,6 +20,7 @@ import { session as honoSession } from '../../src/adapters/hono.js';
 import { withSession } from '../../src/adapters/node-http.js';
 import type { SessionObject } from '../../src/adapters/shared.js';
 import type { SessionManager } from '../../src/core/manager.js';
+import type { BindingOptions } from '../../src/security/binding.js';
 import type { ApplyResult, SessionDelta, SessionStore, StoredSession } from '../../src/core/types.js';
 
 declare module '../../src/core/session.js' {
@@ -228,6 +229,7 @@ export interface AppOptions {
   manager: SessionManager;
   trustProxy?: boolean;
   clearSiteData?: boolean;
+  binding?: BindingOptions;
   lazy?: boolean;
   hooks: AppHooks;
 }
@@ -272,7 +274,7 @@ function paramsOf(url: URL, params: Record<string, string | undefined>): Params 
  */
 export function expressApp(options: AppOptions, factory: () => express.Express = express): express.Express {
   const app = factory();
-  app.use(expressSession({ manager: options.manager, trustProxy: options.trustProxy, clearSiteData: options.clearSiteData, lazy: options.lazy }));
+  app.use(expressSession({ manager: options.manager, trustProxy: options.trustProxy, clearSiteData: options.clearSiteData, binding: options.binding, lazy: options.lazy }));
   for (const route of ROUTES) {
     const handle = async (req: ExpressRequest, res: ExpressResponse): Promise<void> => {
       const s = route.session ? (options.lazy ? await req.loadSession() : req.session) : (undefined as unknown as SessionObject);
@@ -292,7 +294,7 @@ export function expressApp(options: AppOptions, factory: () => express.Express =
 
 export async function fastifyApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify();
-  await app.register(fastifySession, { manager: options.manager, trustProxy: options.trustProxy, clearSiteData: options.clearSiteData, lazy: options.lazy });
+  await app.register(fastifySession, { manager: options.manager, trustProxy: options.trustProxy, clearSiteData: options.clearSiteData, binding: options.binding, lazy: options.lazy });
   for (const route of ROUTES) {
     app.route({
       method: route.method,
@@ -311,7 +313,7 @@ export async function fastifyApp(options: AppOptions): Promise<FastifyInstance> 
 
 export function honoApp(options: AppOptions): Hono {
   const app = new Hono();
-  app.use(honoSession({ manager: options.manager, trustProxy: options.trustProxy, clearSiteData: options.clearSiteData }));
+  app.use(honoSession({ manager: options.manager, trustProxy: options.trustProxy, clearSiteData: options.clearSiteData, binding: options.binding }));
   for (const route of ROUTES) {
     app.on(route.method, route.path, async (c: Context) => {
       const s = route.session ? await c.get('session') : (undefined as unknown as SessionObject);
@@ -326,7 +328,7 @@ export function honoApp(options: AppOptions): Hono {
 
 export function nodeHttpServer(options: AppOptions): Server {
   return createServer(
-    withSession({ manager: options.manager, trustProxy: options.trustProxy, clearSiteData: options.clearSiteData }, async (req, res, session) => {
+    withSession({ manager: options.manager, trustProxy: options.trustProxy, clearSiteData: options.clearSiteData, binding: options.binding }, async (req, res, session) => {
       const url = new URL(req.url ?? '/', 'http://x');
       for (const route of ROUTES) {
         if (route.method !== req.method) continue;
