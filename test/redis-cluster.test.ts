@@ -54,6 +54,34 @@ runStoreConformance({ describe, it, beforeEach, afterEach }, {
 });
 
 describe('redis store on a cluster', () => {
+  it('scan() walks every primary in turn, and refuses to go on once the primaries changed', async () => {
+    const prefix = newPrefix();
+    const store = openStore({ prefix });
+    const admin = clusterClient();
+    try {
+      const keys = Array.from({ length: 40 }, () => randomKey());
+      await Promise.all(keys.map((key) => store.create(key, record({ a: 1 }))));
+      await admin.ping();
+      const holders = await Promise.all(admin.nodes('master').map(async (node) => (await node.scan('0', 'MATCH', `${prefix}*`, 'COUNT', 1000))[1].length));
+      expect(holders.filter((count) => count > 0).length, 'the sessions live on several primaries').toBeGreaterThan(1);
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: { keys: string[]; cursor: string | null } = await store.scan(cursor, 4);
+        expect(page.keys.length).toBeLessThanOrEqual(4);
+        seen.push(...page.keys);
+        cursor = page.cursor;
+      } while (cursor !== null);
+      expect([...new Set(seen)].sort()).toEqual([...keys].sort());
+      const moved = `r1.${Buffer.from(JSON.stringify([0, '192.0.2.1:6379', '0', []])).toString('base64url')}`;
+      await expect(store.scan(moved, 4)).rejects.toMatchObject({ code: 'ESESS_STORE_UNAVAILABLE', context: { kind: 'cluster' } });
+    } finally {
+      await store.close();
+      await deletePrefix(admin, prefix);
+      admin.disconnect();
+    }
+  });
+
   it('spreads sessions over slots, keeps each user index in its own slot, and lists across them', async () => {
     const prefix = newPrefix();
     const store = openStore({ prefix });

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
 import { inspect } from 'node:util';
 import { Redis } from 'ioredis';
@@ -190,6 +190,43 @@ describe('redis store on the shared server', () => {
     await expect(borrowed.load(randomKey())).rejects.toMatchObject({ code: 'ESESS_STORE_CLOSED' });
     await expect(borrowed.sweep(10)).rejects.toMatchObject({ code: 'ESESS_STORE_CLOSED' });
     client.disconnect();
+  });
+
+  it('scan() walks only live sessions under its own prefix (glob characters taken literally), never over the limit', async () => {
+    const client = new Redis(SHARED);
+    const globbed = redisStore({ client, prefix: `${prefix}a*:` });
+    const neighbour = redisStore({ client, prefix: `${prefix}ab:` });
+    try {
+      const live = Array.from({ length: 12 }, () => randomKey());
+      for (const [i, key] of live.entries()) await globbed.create(key, record({ a: i }, { userId: i < 3 ? 'alice' : null }));
+      const destroyed = randomKey();
+      await globbed.create(destroyed, record({ a: 1 }));
+      await globbed.destroy(destroyed, TOMBSTONE_GRACE_MS);
+      const corrupt = randomKey();
+      await admin.set(`${prefix}a*:{${corrupt}}`, 'not a session');
+      const other = randomKey();
+      await neighbour.create(other, record({ a: 1 }, { userId: 'alice' }));
+      expect(await admin.exists(`${prefix}a*:u:{${createHash('sha1').update('alice').digest('hex')}}`), 'a user index exists to be skipped').toBe(1);
+
+      for (const limit of [1, 5, 100]) {
+        const seen: string[] = [];
+        let cursor: string | null = null;
+        do {
+          const page: { keys: string[]; cursor: string | null } = await globbed.scan(cursor, limit);
+          expect(page.keys.length).toBeLessThanOrEqual(limit);
+          seen.push(...page.keys);
+          cursor = page.cursor;
+        } while (cursor !== null);
+        expect([...new Set(seen)].sort(), `limit ${limit}`).toEqual([...live].sort());
+      }
+      expect((await neighbour.scan(null, 100)).keys).toEqual([other]);
+
+      await expect(globbed.scan(null, 0)).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
+      await expect(globbed.scan('not a cursor', 10)).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
+      await expect(globbed.scan(`r1.${Buffer.from('[0,"",0,[]]').toString('base64url')}`, 10)).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
+    } finally {
+      client.disconnect();
+    }
   });
 
   it('reports server memory and key counts', async () => {

@@ -87,9 +87,16 @@ export interface SessionStore {
   sweep(limit: number): Promise<number>;
   /**
    * Optional: up to `limit` keys of live records after `cursor` (null: from the start) in key
-   * order, and the cursor of the next page (null when the walk is complete). Records created
+   * order (Redis: SCAN order, see below), and the cursor of the next page (null when the walk is complete). Records created
    * during a walk may or may not be visited. Tools that must visit every record (re-encryption
    * after a key rotation) need it; the manager never calls it.
+   *
+   * `limit` is a hard upper bound on `keys.length`, never a hint. A page may hold fewer keys,
+   * even none, while the cursor is not null: walk until it is null. Cursors are opaque: pass
+   * back only one the store returned. Memory, SQLite, PostgreSQL and MySQL use the last key
+   * returned and walk in key order; Redis walks in SCAN order (its cursor encodes the primary
+   * and that primary's SCAN cursor) and, per SCAN's guarantee, may return a key twice when its
+   * keyspace shrinks during the walk, so work done per key should be idempotent.
    */
   scan?(cursor: string | null, limit: number): Promise<{ keys: string[]; cursor: string | null }>;
   close(): Promise<void>;

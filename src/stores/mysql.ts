@@ -284,6 +284,25 @@ export class MysqlStore implements SessionStore {
     }
   }
 
+  /**
+   * Up to `limit` keys of live sessions after `cursor`, in key order (the table's utf8mb4_bin
+   * collation: by code point), by keyset pagination on the primary key: each page is one index
+   * range scan, however far the walk has come. The cursor is the last key of a full page; a
+   * page shorter than `limit` ends the walk.
+   */
+  async scan(cursor: string | null, limit: number): Promise<{ keys: string[]; cursor: string | null }> {
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new SessionError('ESESS_INVALID_INPUT', { message: 'scan() limit must be a positive integer' });
+    if (cursor !== null && typeof cursor !== 'string') throw new SessionError('ESESS_INVALID_INPUT', { message: 'scan() cursor must be a string or null' });
+    const rows = await this.#rows('scan', `SELECT \`key\` FROM \`${this.#table}\` WHERE \`key\` > ? AND ${LIVE} ORDER BY \`key\` LIMIT ?`, [cursor ?? '', this.#clock(), limit]);
+    const keys: string[] = [];
+    for (const row of rows) {
+      const key = row.key as unknown;
+      if (typeof key === 'string') keys.push(key);
+      else if (Buffer.isBuffer(key)) keys.push(key.toString('utf8'));
+    }
+    return { keys, cursor: keys.length === limit ? (keys.at(-1) ?? null) : null };
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;

@@ -254,6 +254,22 @@ export class PostgresStore implements SessionStore {
     return row ? toNumber(row.removed) : 0;
   }
 
+  /**
+   * Up to `limit` keys of live sessions after `cursor`, in key order (bytewise: the key column
+   * is COLLATE "C"), by keyset pagination on the primary key: each page is one index range
+   * scan, however far the walk has come. The cursor is the last key of a full page; a page
+   * shorter than `limit` ends the walk.
+   */
+  async scan(cursor: string | null, limit: number): Promise<{ keys: string[]; cursor: string | null }> {
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new SessionError('ESESS_INVALID_INPUT', { message: 'scan() limit must be a positive integer' });
+    if (cursor !== null && typeof cursor !== 'string') throw new SessionError('ESESS_INVALID_INPUT', { message: 'scan() cursor must be a string or null' });
+    const keys: string[] = [];
+    for (const row of await this.#query('scan', this.#sql.scan, [cursor ?? '', this.#clock(), limit])) {
+      if (typeof row.key === 'string') keys.push(row.key);
+    }
+    return { keys, cursor: keys.length === limit ? (keys.at(-1) ?? null) : null };
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -378,6 +394,8 @@ function statements(t: Names) {
     destroyByUser: `UPDATE ${t.table} SET tombstone = true, expires_at = absolute_expires_at + $3::bigint, fields = '{}', user_id = NULL, version = version + 1
                     WHERE user_id = $1 AND ${live} RETURNING 1`,
     listByUser: `SELECT key, created_at, last_seen_at, expires_at FROM ${t.table} WHERE user_id = $1 AND ${live} ORDER BY created_at`,
+    // Keyset pagination on the primary key ('' sorts before every key): an index range scan.
+    scan: `SELECT key FROM ${t.table} WHERE key > $1::text AND ${live} ORDER BY key LIMIT $3`,
     // The lock is taken (or not) once, before the scan; it is released when this statement's
     // transaction ends. SKIP LOCKED: rows that a writer holds are left for the next batch.
     // Victims are deleted by ctid (stable while we hold their row locks): a TID scan, where a

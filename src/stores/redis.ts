@@ -84,6 +84,8 @@ type ErrorKind = 'closed' | 'timeout' | 'connection' | 'cluster' | 'loading' | '
 const META = ['m:v', 'm:c', 'm:l', 'm:i', 'm:a', 'm:u', 'm:t'] as const;
 const MAX_REDIRECTIONS = 10;
 const RETRY_DELAY_MS = 100;
+/** The largest SCAN COUNT sent: one SCAN blocks the server for as long as it examines keys. */
+const MAX_SCAN_COUNT = 1000;
 
 /**
  * Sessions in Redis, standalone, Sentinel-managed or Cluster, over an ioredis client the
@@ -322,6 +324,91 @@ export class RedisStore implements SessionStore {
       if (this.#cluster) await this.#client.ping();
       const nodes: Redis[] = this.#cluster ? (this.#client as Cluster).nodes('master') : [this.#client as Redis];
       await Promise.all(nodes.flatMap((node) => Object.values(SCRIPTS).map((script) => node.script('LOAD', script.lua))));
+    });
+  }
+
+  /**
+   * Up to `limit` keys of live sessions, walking `SCAN 0 MATCH <prefix>{*}` on the server, or on
+   * every primary of a Cluster in turn (ordered by address). Tombstones, user indexes and other
+   * applications' keys are never returned. The order is SCAN's, not key order; the cursor is
+   * opaque: the primary's index and address, its SCAN cursor, and the keys of the last SCAN
+   * reply that did not fit in the page (so a page never exceeds `limit`). A page may be short,
+   * or empty, before the walk ends: keep going until the cursor is null. SCAN's guarantee
+   * holds: a key live for the whole walk is returned; one that the keyspace's shrinking moved
+   * may be returned twice. When the set of primaries changes during a walk (failover, a primary
+   * added or removed) the next page fails with ESESS_STORE_UNAVAILABLE (kind "cluster"): start
+   * the walk again. Slots migrated during a walk may have their keys missed or repeated.
+   */
+  async scan(cursor: string | null, limit: number): Promise<{ keys: string[]; cursor: string | null }> {
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new SessionError('ESESS_INVALID_INPUT', { message: 'scan() limit must be a positive integer', context: { store: this.name } });
+    const state = cursor === null ? { node: 0, address: '', scan: '0', pending: [] as string[] } : decodeScanCursor(cursor);
+    return this.#op('scan', async () => {
+      const started = Date.now();
+      if (this.#cluster) await this.#client.ping();
+      const nodes = this.#masters();
+      if (cursor !== null && state.node < nodes.length && addressOf(nodes[state.node] as Redis) !== state.address) {
+        throw new SessionError('ESESS_STORE_UNAVAILABLE', {
+          message: 'The Redis primaries changed during the walk (failover or resharding); start the scan again',
+          context: { store: this.name, kind: 'cluster' },
+        });
+      }
+      const pattern = `${escapeGlob(this.#prefix)}{*}`;
+      const keys: string[] = [];
+      const seen = new Set<string>();
+      let { node, scan, pending } = state;
+      while (keys.length < limit) {
+        if (pending.length > 0) {
+          const batch = pending.slice(0, limit - keys.length);
+          pending = pending.slice(batch.length);
+          const live = await this.#liveKeys(batch);
+          for (const key of live) keys.push(key);
+          continue;
+        }
+        if (node >= nodes.length) break;
+        // Bounded work per call: a database full of other keys yields empty SCAN replies.
+        if (Date.now() - started > this.#timeoutMs / 2) break;
+        const [next, found] = await (nodes[node] as Redis).scan(scan, 'MATCH', pattern, 'COUNT', Math.min(limit, MAX_SCAN_COUNT));
+        for (const redisKey of found) {
+          const key = redisKey.slice(this.#prefix.length + 1, -1);
+          if (!seen.has(key)) {
+            seen.add(key);
+            pending.push(key);
+          }
+        }
+        if (next === '0') {
+          node++;
+          scan = '0';
+        } else {
+          scan = next;
+        }
+      }
+      if (node >= nodes.length && pending.length === 0) return { keys, cursor: null };
+      const address = node < nodes.length ? addressOf(nodes[node] as Redis) : '';
+      return { keys, cursor: encodeScanCursor({ node, address, scan, pending }) };
+    });
+  }
+
+  /** The primaries to walk: the client itself, or a Cluster's masters in address order. */
+  #masters(): Redis[] {
+    if (!this.#cluster) return [this.#client as Redis];
+    return (this.#client as Cluster).nodes('master').sort((a, b) => (addressOf(a) < addressOf(b) ? -1 : addressOf(a) > addressOf(b) ? 1 : 0));
+  }
+
+  /** The keys among `keys` that hold a live session now (not a tombstone, not expired, a hash). */
+  async #liveKeys(keys: string[]): Promise<string[]> {
+    const metas = await Promise.all(
+      keys.map(async (key) => {
+        try {
+          return await this.#client.hmget(this.#sessionKey(key), 'm:v', 'm:t');
+        } catch (error) {
+          if (!isWrongType(error)) throw error;
+          return null;
+        }
+      }),
+    );
+    return keys.filter((_, i) => {
+      const meta = metas[i];
+      return meta != null && meta[0] != null && meta[1] == null;
     });
   }
 
@@ -631,6 +718,46 @@ function decode1(text: string): string {
   } catch {
     throw configError('url', 'malformed percent-encoding');
   }
+}
+
+interface ScanState {
+  /** Index of the primary being walked, in `#masters()` order; past the end: done. */
+  node: number;
+  /** That primary's host:port, to notice a topology change between pages. */
+  address: string;
+  /** The SCAN cursor to send next to that primary. */
+  scan: string;
+  /** Keys of an earlier SCAN reply that did not fit in the page, returned (if still live) first. */
+  pending: string[];
+}
+
+function addressOf(node: Redis): string {
+  return `${node.options.host}:${node.options.port}`;
+}
+
+/** SCAN MATCH treats `*`, `?`, `[`, `]` and `\` specially; `{` and `}` are literal. */
+function escapeGlob(text: string): string {
+  return text.replace(/[*?[\]\\]/g, (char) => `\\${char}`);
+}
+
+function encodeScanCursor(state: ScanState): string {
+  return `r1.${Buffer.from(JSON.stringify([state.node, state.address, state.scan, state.pending]), 'utf8').toString('base64url')}`;
+}
+
+function decodeScanCursor(cursor: string): ScanState {
+  const invalid = () => new SessionError('ESESS_INVALID_INPUT', { message: 'scan() cursor is not one this store returned', context: { store: 'redis' } });
+  if (typeof cursor !== 'string' || !cursor.startsWith('r1.')) throw invalid();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor.slice(3), 'base64url').toString('utf8'));
+  } catch {
+    throw invalid();
+  }
+  if (!Array.isArray(parsed) || parsed.length !== 4) throw invalid();
+  const [node, address, scan, pending] = parsed as unknown[];
+  if (!Number.isSafeInteger(node) || (node as number) < 0 || typeof address !== 'string' || typeof scan !== 'string' || !/^\d+$/.test(scan)) throw invalid();
+  if (!Array.isArray(pending) || !pending.every((key) => typeof key === 'string' && key.length > 0 && key.length <= 512 && !/[{}]/.test(key))) throw invalid();
+  return { node: node as number, address, scan, pending: pending as string[] };
 }
 
 /** The record in a session hash; null for absent or tombstone; 'corrupt' when unreadable. */

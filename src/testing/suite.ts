@@ -407,6 +407,39 @@ export function runStoreConformance(t: TestRegistrar, options: ConformanceOption
       }, 20_000);
     });
 
+    describe('scan()', () => {
+      it('walks every live session, in pages of at most `limit`, skipping destroyed and expired ones', async () => {
+        const scan = store.scan?.bind(store);
+        if (typeof scan !== 'function') return;
+        const short = options.fakeClock ? 60_000 : 1_000;
+        const live = Array.from({ length: 25 }, () => key());
+        for (const k of live) await store.create(k, record({ a: 1 }, { userId: k === live[0] ? `u-${randomBytes(6).toString('hex')}` : null }));
+        const destroyed = key();
+        await store.create(destroyed, record({ a: 1 }));
+        await store.destroy(destroyed, TOMBSTONE_GRACE_MS);
+        const expired = key();
+        await store.create(expired, record({ a: 1 }, { idleTimeout: short, absoluteExpiresAt: clock() + short }));
+        await advance(short * 1.5);
+
+        // The store may hold records of other cases (a shared schema or server): count only ours.
+        const seen = new Map<string, number>();
+        let cursor: string | null = null;
+        let pages = 0;
+        do {
+          const page: { keys: string[]; cursor: string | null } = await scan(cursor, 7);
+          assert.ok(Array.isArray(page.keys) && page.keys.length <= 7, `a page holds at most the limit (got ${page.keys.length})`);
+          assert.ok(page.cursor === null || typeof page.cursor === 'string');
+          for (const k of page.keys) seen.set(k, (seen.get(k) ?? 0) + 1);
+          cursor = page.cursor;
+          assert.ok(++pages < 10_000, 'the walk ends');
+        } while (cursor !== null);
+        // The contract allows a key twice (Redis SCAN repeats keys when the keyspace shrinks meanwhile), never a miss.
+        for (const k of live) assert.ok((seen.get(k) ?? 0) >= 1, 'every live session is returned');
+        assert.equal(seen.has(destroyed), false, 'a destroyed session is not returned');
+        assert.equal(seen.has(expired), false, 'an expired session is not returned');
+      }, 20_000);
+    });
+
     describe('corrupt data', () => {
       it('an unreadable stored record loads as null, is counted, and does not throw', async () => {
         if (!fixture.corrupt) return;
