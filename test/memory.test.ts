@@ -40,6 +40,14 @@ describe('memory store bounds', () => {
     expect(await store.load('k0')).toBeNull();
   });
 
+  it('scan() refuses a limit that is not a positive integer rather than ending the walk early', async () => {
+    const store = memoryStore();
+    await store.create('k', record(1));
+    await expect(store.scan(null, 0)).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
+    await expect(store.scan(null, 1.5)).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
+    expect(await store.scan(null, 1)).toEqual({ keys: ['k'], cursor: null });
+  });
+
   it('refuses bounds that are not positive integers, naming the option', () => {
     expect(() => memoryStore({ maxEntries: 0 })).toThrow(/maxEntries/);
     expect(() => memoryStore({ maxBytes: 1.5 })).toThrow(/maxBytes/);

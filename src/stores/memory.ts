@@ -126,9 +126,10 @@ export class MemoryStore implements SessionStore {
 
   async scan(cursor: string | null, limit: number): Promise<{ keys: string[]; cursor: string | null }> {
     this.#open();
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new SessionError('ESESS_INVALID_INPUT', { message: 'scan() limit must be a positive integer' });
     // A development store: sorting on every page is fine at its size.
     const keys = [...this.#entries.keys()].filter((key) => (cursor === null || key > cursor) && this.#live(key) !== null).sort();
-    const page = keys.slice(0, Math.max(0, limit));
+    const page = keys.slice(0, limit);
     return { keys: page, cursor: keys.length > page.length ? (page.at(-1) ?? null) : null };
   }
 
