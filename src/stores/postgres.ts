@@ -6,7 +6,7 @@ import { importDriver } from './driver.js';
 import { publishCorrupt } from '../core/telemetry.js';
 import type { ApplyResult, Clock, SessionDelta, SessionStore, StoreCapabilities, StoredSession, StoredSummary } from '../core/types.js';
 import { expiresAt, systemClock } from '../core/types.js';
-import { checkGrace, encodeFields, readSession, toInteger } from './sql-record.js';
+import { checkGrace, encodeFields, readSchemaVersion, readSession, schemaBehindError, toInteger } from './sql-record.js';
 
 export interface PostgresStoreOptions {
   /** A `pg` Pool. The application owns it: `close()` leaves it open. Give it an `error` listener. */
@@ -150,17 +150,7 @@ async function schemaVersion(pool: Pool, t: Names): Promise<number> {
 }
 
 function readVersion(found: unknown): number {
-  const version = found ?? 0;
-  if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 0) {
-    throw new SessionError('ESESS_CONFIG', { message: 'The session tables have an unreadable schema version', context: { store: STORE } });
-  }
-  if (version > MIGRATIONS.length) {
-    throw new SessionError('ESESS_CONFIG', {
-      message: `The session tables have schema version ${version}, newer than this elastic-session understands (${MIGRATIONS.length}); upgrade elastic-session`,
-      context: { store: STORE, schemaVersion: version, supportedVersion: MIGRATIONS.length },
-    });
-  }
-  return version;
+  return readSchemaVersion(STORE, found, MIGRATIONS.length);
 }
 
 type Row = Record<string, unknown>;
@@ -303,12 +293,7 @@ export class PostgresStore implements SessionStore {
       } catch (error) {
         throw storeError(error, 'migrate');
       }
-      if (found < MIGRATIONS.length) {
-        throw new SessionError('ESESS_CONFIG', {
-          message: `The session tables are at schema version ${found}, this elastic-session needs ${MIGRATIONS.length}: run "elastic-session migrate" or set migrate: true`,
-          context: { store: STORE, schemaVersion: found, supportedVersion: MIGRATIONS.length },
-        });
-      }
+      if (found < MIGRATIONS.length) throw schemaBehindError(STORE, found, MIGRATIONS.length);
     })().catch((error: unknown) => {
       this.#ready = undefined;
       throw error;
