@@ -333,9 +333,17 @@ export function runStoreConformance(t: TestRegistrar, options: ConformanceOption
       }, 20_000);
     });
 
+    /** A store without a user index must say so for every user call, never answer wrongly. */
+    const refusesUserCalls = async (): Promise<void> => {
+      const user = `u-${randomBytes(6).toString('hex')}`;
+      await store.create(key(), record({}, { userId: user }));
+      await assert.rejects(store.listByUser(user), { code: 'ESESS_UNSUPPORTED' });
+      await assert.rejects(store.destroyByUser(user, TOMBSTONE_GRACE_MS), { code: 'ESESS_UNSUPPORTED' });
+    };
+
     describe('user index', () => {
-      it('lists the live sessions of a user and revokes them all', async (): Promise<void> => {
-        if (!store.capabilities.userIndex) return;
+      it('lists the live sessions of a user and revokes them all (or refuses without a user index)', async (): Promise<void> => {
+        if (!store.capabilities.userIndex) return refusesUserCalls();
         const user = `u-${randomBytes(6).toString('hex')}`;
         const other = `${user}-other`;
         const keys = [key(), key(), key()];
@@ -362,7 +370,7 @@ export function runStoreConformance(t: TestRegistrar, options: ConformanceOption
       });
 
       it('does not list a session after its principal changes, is destroyed or expires', async () => {
-        if (!store.capabilities.userIndex) return;
+        if (!store.capabilities.userIndex) return refusesUserCalls();
         const user = `u-${randomBytes(6).toString('hex')}`;
         const moved = key();
         const destroyed = key();
@@ -378,15 +386,21 @@ export function runStoreConformance(t: TestRegistrar, options: ConformanceOption
       }, 20_000);
 
       it('refuses nothing and lists nothing for a user without sessions', async () => {
-        if (!store.capabilities.userIndex) return;
+        if (!store.capabilities.userIndex) return refusesUserCalls();
         assert.deepEqual(await store.listByUser(`nobody-${randomBytes(6).toString('hex')}`), []);
         assert.equal(await store.destroyByUser(`nobody-${randomBytes(6).toString('hex')}`, TOMBSTONE_GRACE_MS), 0);
       });
     });
 
     describe('sweep()', () => {
-      it('removes expired sessions and dead tombstones and keeps live sessions', async () => {
-        if (!store.capabilities.sweep) return;
+      it('removes expired sessions and dead tombstones and keeps live sessions (or removes nothing without sweeping)', async () => {
+        if (!store.capabilities.sweep) {
+          const live = key();
+          await store.create(live, record({ a: 1 }));
+          assert.equal(await store.sweep(10), 0);
+          assert.ok(await store.load(live));
+          return;
+        }
         const short = options.fakeClock ? 60_000 : 1_000;
         const expired = Array.from({ length: 5 }, () => key());
         for (const k of expired) await store.create(k, record({ a: 1 }, { idleTimeout: short, absoluteExpiresAt: clock() + short }));
