@@ -1,23 +1,13 @@
 import { Script } from 'node:vm';
 import { Counter, Histogram, Registry } from 'prom-client';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ADMIN_CSS, ADMIN_HTML, ADMIN_JS } from '../src/service/admin/assets.js';
 import { ADMIN_CSP } from '../src/service/admin/index.js';
 import { quantile, readSample, seriesOf, StatsHistory } from '../src/service/admin/stats.js';
 import type { StatsReport, StatsSample } from '../src/service/admin/stats.js';
-import { randomKey, startService } from './helpers/service.js';
-import type { RunningService } from './helpers/service.js';
+import { randomKey, servicesClosedAfterEach } from './helpers/service.js';
 
-const running: RunningService[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((service) => service.close()));
-});
-
-async function start(...args: Parameters<typeof startService>): Promise<RunningService> {
-  const service = await startService(...args);
-  running.push(service);
-  return service;
-}
+const start = servicesClosedAfterEach();
 
 describe('admin routes', () => {
   it('/admin serves the page with a CSP that allows only this origin, and its assets need no key', async () => {

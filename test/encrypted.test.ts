@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import diagnostics from 'node:diagnostics_channel';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { published } from './helpers/channels.js';
 import { SessionManager } from '../src/core/manager.js';
 import { storeKeyOf } from '../src/core/ids.js';
 import { CHANNELS } from '../src/core/telemetry.js';
@@ -38,17 +38,7 @@ runStoreConformance({ describe, it, beforeEach, afterEach }, {
 
 /** Counts what reaches the corrupt channel while `fn` runs. */
 async function countCorrupt(fn: () => Promise<void>): Promise<number> {
-  let count = 0;
-  const onCorrupt = (): void => {
-    count++;
-  };
-  diagnostics.subscribe(CHANNELS.corrupt, onCorrupt);
-  try {
-    await fn();
-  } finally {
-    diagnostics.unsubscribe(CHANNELS.corrupt, onCorrupt);
-  }
-  return count;
+  return (await published(CHANNELS.corrupt, fn)).length;
 }
 
 describe('encrypted store', () => {

@@ -1,6 +1,7 @@
 import diagnostics from 'node:diagnostics_channel';
 import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { published } from './helpers/channels.js';
 import { CHANNELS, SessionManager, isSessionError } from '../src/index.js';
 import type { SessionManagerOptions } from '../src/index.js';
 import { storeKeyOf } from '../src/core/ids.js';
@@ -362,12 +363,8 @@ describe('data limits and safety', () => {
     const session = sessions.create({ data: { a: 1 } });
     await sessions.save(session);
     await store.apply(storeKeyOf(session.id), { fields: { a: { value: '{"__proto__":{"x":1}}', stamp: 'ffffffffffff.0000.00000000' } } });
-    let corrupt = 0;
-    const onCorrupt = () => corrupt++;
-    diagnostics.subscribe(CHANNELS.corrupt, onCorrupt);
-    expect(await sessions.load(session.id)).toBeNull();
-    diagnostics.unsubscribe(CHANNELS.corrupt, onCorrupt);
-    expect(corrupt).toBe(1);
+    const corrupt = await published(CHANNELS.corrupt, async () => expect(await sessions.load(session.id)).toBeNull());
+    expect(corrupt).toHaveLength(1);
   });
 
   it('load() of a malformed ID returns null without a store call', async () => {

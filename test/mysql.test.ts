@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import diagnostics from 'node:diagnostics_channel';
 import mysql from 'mysql2/promise';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { published } from './helpers/channels.js';
 import { formatStamp } from '../src/core/hlc.js';
 import { CHANNELS } from '../src/core/telemetry.js';
 import type { StoredField, StoredSession } from '../src/core/types.js';
@@ -101,20 +101,15 @@ describe('mysql store', () => {
 
   it('a row whose fields have the wrong shape loads as null and is counted', async () => {
     const s = store();
-    let counted = 0;
-    const onCorrupt = () => void counted++;
-    diagnostics.subscribe(CHANNELS.corrupt, onCorrupt);
-    try {
+    const corrupt = await published(CHANNELS.corrupt, async () => {
       for (const fields of ['[]', '"text"', '{"a": {"v": 1, "s": "x"}}', '{"a": null}']) {
         const k = key();
         await s.create(k, record({ a: 1 }));
         await db.pool.query(`UPDATE \`${db.table}\` SET fields = ? WHERE \`key\` = ?`, [fields, k]);
         expect(await s.load(k)).toBeNull();
       }
-    } finally {
-      diagnostics.unsubscribe(CHANNELS.corrupt, onCorrupt);
-    }
-    expect(counted).toBe(4);
+    });
+    expect(corrupt).toHaveLength(4);
   });
 
   it('returns field maps without a prototype and keeps "__proto__" as a plain field', async () => {

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import diagnostics from 'node:diagnostics_channel';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { published } from './helpers/channels.js';
 import type { CliIO } from '../src/cli/run.js';
 import { storeKeyOf } from '../src/core/ids.js';
 import { formatStamp } from '../src/core/hlc.js';
@@ -101,20 +101,15 @@ describe('postgres store', () => {
 
   it('a row whose fields have the wrong shape loads as null and is counted', async () => {
     const store = postgresStore({ pool: db.pool, schema: db.schema, clock });
-    let counted = 0;
-    const onCorrupt = () => void counted++;
-    diagnostics.subscribe(CHANNELS.corrupt, onCorrupt);
-    try {
+    const corrupt = await published(CHANNELS.corrupt, async () => {
       for (const fields of ['[]', '"text"', '{"a": {"v": 1, "s": "x"}}', '{"a": {"v": "1"}}', '{"a": null}']) {
         const k = key();
         await store.create(k, record(now, { a: 1 }));
         await db.pool.query(`UPDATE ${db.schema}.elastic_sessions SET fields = $2::jsonb WHERE key = $1`, [k, fields]);
         expect(await store.load(k)).toBeNull();
       }
-    } finally {
-      diagnostics.unsubscribe(CHANNELS.corrupt, onCorrupt);
-    }
-    expect(counted).toBe(5);
+    });
+    expect(corrupt).toHaveLength(5);
   });
 
   it('returns field maps without a prototype', async () => {

@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
-import diagnostics from 'node:diagnostics_channel';
 import { inspect } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { published } from './helpers/channels.js';
 import { isSessionError, SessionError } from '../src/core/errors.js';
 import { storeKeyOf } from '../src/core/ids.js';
 import { SessionManager } from '../src/core/manager.js';
@@ -72,19 +72,8 @@ describe('redis store on the shared server', () => {
     admin.disconnect();
   });
 
-  const corruptCount = async (fn: () => Promise<unknown>): Promise<number> => {
-    let count = 0;
-    const onCorrupt = () => {
-      count++;
-    };
-    diagnostics.subscribe(CHANNELS.corrupt, onCorrupt);
-    try {
-      await fn();
-    } finally {
-      diagnostics.unsubscribe(CHANNELS.corrupt, onCorrupt);
-    }
-    return count;
-  };
+  const corruptCount = async (fn: () => Promise<unknown>): Promise<number> => (await published(CHANNELS.corrupt, fn)).length;
+
 
   it('keeps one hash per session under a hash tag, expiring at min(lastSeenAt + idle, absolute)', async () => {
     const key = randomKey();

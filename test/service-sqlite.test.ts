@@ -1,27 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { storeKeyOf } from '../src/core/ids.js';
 import { SECRET_FILE, storeHashKey } from '../src/service/index.js';
 import type { SessionResource } from '../src/service/index.js';
-import { builtCli, fileMode, spawnServe, startService, tempDir } from './helpers/service.js';
-import type { RunningService, ServeProcess } from './helpers/service.js';
+import { builtCli, fileMode, servicesClosedAfterEach, spawnServe, startService, tempDir } from './helpers/service.js';
+import type { ServeProcess } from './helpers/service.js';
 
-const running: RunningService[] = [];
+const start = servicesClosedAfterEach();
 const processes: ServeProcess[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((service) => service.close()));
-});
 afterAll(async () => {
   await Promise.all(processes.splice(0).map((serve) => serve.stop('SIGKILL')));
 });
-
-async function start(...args: Parameters<typeof startService>): Promise<RunningService> {
-  const service = await startService(...args);
-  running.push(service);
-  return service;
-}
 
 async function json<T>(response: Response | Promise<Response>): Promise<T> {
   return (await (await response).json()) as T;

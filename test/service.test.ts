@@ -1,23 +1,14 @@
 import { request as httpRequest } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MAX_TIMEOUT_SECONDS } from '../src/core/manager.js';
 import type { SessionStore } from '../src/core/types.js';
 import { createService, openApiDocument } from '../src/service/index.js';
 import type { SessionResource } from '../src/service/index.js';
 import { memoryStore } from '../src/stores/memory.js';
-import { countingStore, failingStore, randomKey, randomSecret, startService } from './helpers/service.js';
+import { countingStore, failingStore, randomKey, randomSecret, servicesClosedAfterEach, startService } from './helpers/service.js';
 import type { RunningService } from './helpers/service.js';
 
-const running: RunningService[] = [];
-afterEach(async () => {
-  await Promise.all(running.splice(0).map((service) => service.close()));
-});
-
-async function start(...args: Parameters<typeof startService>): Promise<RunningService> {
-  const service = await startService(...args);
-  running.push(service);
-  return service;
-}
+const start = servicesClosedAfterEach();
 
 async function create(service: RunningService, body: unknown = { data: { cart: ['a'] } }, key?: string): Promise<SessionResource> {
   const response = await service.request('POST', '/v1/sessions', { json: body, ...(key === undefined ? {} : { key }) });

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import diagnostics from 'node:diagnostics_channel';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { published } from './helpers/channels.js';
 import { formatStamp } from '../src/core/hlc.js';
 import { CHANNELS } from '../src/core/telemetry.js';
 import type { StoredSession } from '../src/core/types.js';
@@ -148,18 +148,8 @@ describe('sqlite store', () => {
       const k = key();
       await store.create(k, record({ a: 1 }));
       raw(path, (db) => db.prepare(sql).run(k));
-      let counted = 0;
-      const onCorrupt = (message: unknown) => {
-        expect(message).toEqual({ store: 'sqlite' });
-        counted++;
-      };
-      diagnostics.subscribe(CHANNELS.corrupt, onCorrupt);
-      try {
-        expect(await store.load(k)).toBeNull();
-        expect(counted).toBe(1);
-      } finally {
-        diagnostics.unsubscribe(CHANNELS.corrupt, onCorrupt);
-      }
+      const corrupt = await published(CHANNELS.corrupt, async () => expect(await store.load(k)).toBeNull());
+      expect(corrupt).toEqual([{ store: 'sqlite' }]);
       if (sql.includes('elastic_sessions SET')) expect(await store.apply(k, { fields: { b: { value: '2', stamp: stamp(1) } } })).toEqual({ status: 'gone' });
     });
   });

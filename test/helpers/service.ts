@@ -5,6 +5,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, s
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterEach } from 'vitest';
 import type { SessionStore } from '../../src/core/types.js';
 import { createService } from '../../src/service/index.js';
 import type { Service, ServiceLogger, ServiceOptions } from '../../src/service/index.js';
@@ -255,4 +256,17 @@ export function tempDir(): string {
 
 export function fileMode(path: string): number {
   return statSync(path).mode & 0o777;
+}
+
+/** A `startService` whose services are closed after each test of the calling file. */
+export function servicesClosedAfterEach(): typeof startService {
+  const running: RunningService[] = [];
+  afterEach(async () => {
+    await Promise.all(running.splice(0).map((service) => service.close()));
+  });
+  return async (...args) => {
+    const service = await startService(...args);
+    running.push(service);
+    return service;
+  };
 }
