@@ -1,6 +1,9 @@
 import { DEFAULT_SERVICE_CONFIG } from '../service/config.js';
 import type { Command } from './config.js';
 
+const STORE_OPTION = `  --store <url>            sqlite:PATH, memory:, redis://, postgres://, mysql://, memcached://
+                                                            [env ELASTIC_SESSION_STORE] (default ${DEFAULT_SERVICE_CONFIG.store})`;
+
 const CONFIG_NOTE = `Configuration: flags, then environment variables, then the --config JSON file
 (keys: port, host, store, idleTimeout, absoluteTimeout, secret, apiKeys, encryptionKeys, tlsCert,
 tlsKey, tlsClientCa, tokenIssuer, tokenAudience, accessTokenTtl, refreshTokenTtl, tokenKey), then
@@ -35,8 +38,7 @@ it gracefully (stop accepting, drain in-flight requests, close the store).
 Options:
   --port <n>               Port, 0 picks a free one          [env ELASTIC_SESSION_PORT] (default ${DEFAULT_SERVICE_CONFIG.port})
   --host <addr>            Address to listen on              (default ${DEFAULT_SERVICE_CONFIG.host}; ${DEFAULT_SERVICE_CONFIG.hostWithApiKeys} with API keys)
-  --store <url>            sqlite:PATH, memory:, postgres://, mysql://, memcached://
-                                                            [env ELASTIC_SESSION_STORE] (default ${DEFAULT_SERVICE_CONFIG.store})
+${STORE_OPTION}
   --idle-timeout <s>       Seconds without activity before a session dies (default ${DEFAULT_SERVICE_CONFIG.idleTimeout})
   --absolute-timeout <s>   Seconds after creation before a session dies  (default ${DEFAULT_SERVICE_CONFIG.absoluteTimeout})
   --secret <text>          At least 32 bytes; keys the store-key hash    [env ELASTIC_SESSION_SECRET]
@@ -75,8 +77,7 @@ Prints the session with this ID as JSON (the shape of GET /v1/sessions/{id}), or
 deadline. Pass "-" as the ID to read it from stdin (keeps it out of the shell history).
 
 Options:
-  --store <url>            sqlite:PATH, memory:, postgres://, mysql://, memcached://
-                                                            [env ELASTIC_SESSION_STORE] (default ${DEFAULT_SERVICE_CONFIG.store})
+${STORE_OPTION}
   --secret <text>          The service's secret               [env ELASTIC_SESSION_SECRET]
                            (default: elastic-session.secret next to the SQLite file)
   --encryption-key <kid:KEY>  The service's encryption keys, if it encrypts at rest; repeatable
@@ -93,8 +94,7 @@ batches of ${DEFAULT_SERVICE_CONFIG.sweepBatch} until a batch comes back short, 
 The service also sweeps by itself every ${DEFAULT_SERVICE_CONFIG.sweepIntervalMs / 1000} seconds.
 
 Options:
-  --store <url>            sqlite:PATH, memory:, postgres://, mysql://, memcached://
-                                                            [env ELASTIC_SESSION_STORE] (default ${DEFAULT_SERVICE_CONFIG.store})
+${STORE_OPTION}
   --config <file.json>     Read settings from a JSON file
   -h, --help               Show this help
 
@@ -108,8 +108,7 @@ from a deploy step when the application's database user may not change the schem
 without a schema (memory, memcached) and SQLite (migrated when it opens) report that.
 
 Options:
-  --store <url>            sqlite:PATH, memory:, postgres://, mysql://, memcached://
-                                                            [env ELASTIC_SESSION_STORE] (default ${DEFAULT_SERVICE_CONFIG.store})
+${STORE_OPTION}
   --config <file.json>     Read settings from a JSON file
   -h, --help               Show this help
 
@@ -124,8 +123,7 @@ runs: a rewrite never overwrites a newer write. Prints progress on stderr and
 Needs a store that can be walked (memory, SQLite).
 
 Options:
-  --store <url>            sqlite:PATH, memory:, postgres://, mysql://, memcached://
-                                                            [env ELASTIC_SESSION_STORE] (default ${DEFAULT_SERVICE_CONFIG.store})
+${STORE_OPTION}
   --encryption-key <kid:KEY>  The new key first, then every key still in use; repeatable
                                                             [env ELASTIC_SESSION_ENCRYPTION_KEYS, comma-separated]
   --config <file.json>     Read settings from a JSON file

@@ -22,6 +22,17 @@ const common = {
   '503': { $ref: '#/components/responses/StoreUnavailable' },
 };
 
+/** A session as the API shows it, besides how it is named (`id`, or a token's `handle`). */
+const sessionProperties = {
+  userId: { type: ['string', 'null'] },
+  data: { type: 'object', additionalProperties: true },
+  createdAt: { type: 'string', format: 'date-time' },
+  lastSeenAt: { type: 'string', format: 'date-time' },
+  expiresAt: { type: 'string', format: 'date-time' },
+  absoluteExpiresAt: { type: 'string', format: 'date-time' },
+};
+const SESSION_FIELDS = Object.keys(sessionProperties);
+
 const sessionId = { $ref: '#/components/parameters/SessionId' };
 const userId = { $ref: '#/components/parameters/UserId' };
 const timeout = { type: 'number', minimum: 1, maximum: MAX_TIMEOUT_SECONDS, description: 'Seconds' };
@@ -318,16 +329,8 @@ export function openApiDocument(version: string): Record<string, unknown> {
       schemas: {
         Session: {
           type: 'object',
-          required: ['id', 'userId', 'data', 'createdAt', 'lastSeenAt', 'expiresAt', 'absoluteExpiresAt'],
-          properties: {
-            id: { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$' },
-            userId: { type: ['string', 'null'] },
-            data: { type: 'object', additionalProperties: true },
-            createdAt: { type: 'string', format: 'date-time' },
-            lastSeenAt: { type: 'string', format: 'date-time' },
-            expiresAt: { type: 'string', format: 'date-time' },
-            absoluteExpiresAt: { type: 'string', format: 'date-time' },
-          },
+          required: ['id', ...SESSION_FIELDS],
+          properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$' }, ...sessionProperties },
         },
         CreateSession: {
           type: 'object',
@@ -370,16 +373,8 @@ export function openApiDocument(version: string): Record<string, unknown> {
         },
         TokenSession: {
           type: 'object',
-          required: ['handle', 'userId', 'data', 'createdAt', 'lastSeenAt', 'expiresAt', 'absoluteExpiresAt'],
-          properties: {
-            handle: { type: 'string' },
-            userId: { type: ['string', 'null'] },
-            data: { type: 'object', additionalProperties: true },
-            createdAt: { type: 'string', format: 'date-time' },
-            lastSeenAt: { type: 'string', format: 'date-time' },
-            expiresAt: { type: 'string', format: 'date-time' },
-            absoluteExpiresAt: { type: 'string', format: 'date-time' },
-          },
+          required: ['handle', ...SESSION_FIELDS],
+          properties: { handle: { type: 'string' }, ...sessionProperties },
         },
         AdminStats: {
           type: 'object',
