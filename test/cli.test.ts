@@ -23,6 +23,7 @@ describe('elastic-session --help', () => {
     ['serve', ['--port', '--host', '--store', '--idle-timeout', '--absolute-timeout', '--secret', '--api-key', '--config', 'ELASTIC_SESSION_PORT', 'ELASTIC_SESSION_STORE', 'ELASTIC_SESSION_SECRET', 'ELASTIC_SESSION_API_KEYS']],
     ['inspect', ['<id>', '--store', '--secret', '--config']],
     ['sweep', ['--store', '--config']],
+    ['hash-key', ['--store', '--secret', '--hash-key', 'ELASTIC_SESSION_HASH_KEY', 'ELASTIC_SESSION_SECRET=NEW,OLD']],
   ])('prints the options of %s for --help and exits 0', async (command, mentions) => {
     for (const args of [[command, '--help'], [command, '-h'], ['help', command]]) {
       const result = await runCli(args);

@@ -3,7 +3,8 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isSessionError, SessionError } from '../core/errors.js';
 import { safeJsonParse } from '../core/json.js';
-import { checkApiKeys, checkExposure, checkHost, checkPort, checkSecret, checkTimeout, DEFAULT_SERVICE_CONFIG, optionError } from '../service/config.js';
+import { checkApiKeys, checkExposure, checkHost, checkPort, checkSecrets, checkTimeout, DEFAULT_SERVICE_CONFIG, optionError } from '../service/config.js';
+import { parseHashKey, serviceHashKey } from '../service/secret.js';
 import { parseStoreUrl } from '../service/stores.js';
 import { MAX_TIMEOUT_SECONDS } from '../core/manager.js';
 import { parseEncryptionKeys } from '../stores/encrypted.js';
@@ -11,8 +12,8 @@ import { MAX_ACCESS_TTL } from '../tokens/limits.js';
 import { tokenKeyFromPem } from '../tokens/keys.js';
 import type { StoreSpec } from '../service/stores.js';
 
-export type Command = 'serve' | 'inspect' | 'sweep' | 'migrate' | 'reencrypt';
-export const COMMANDS: readonly Command[] = ['serve', 'inspect', 'sweep', 'migrate', 'reencrypt'];
+export type Command = 'serve' | 'inspect' | 'sweep' | 'migrate' | 'reencrypt' | 'hash-key';
+export const COMMANDS: readonly Command[] = ['serve', 'inspect', 'sweep', 'migrate', 'reencrypt', 'hash-key'];
 
 /** Settings in the order the help lists them. `file` is the config-file key, `env` the variable, if any. */
 const SETTINGS = {
@@ -22,6 +23,7 @@ const SETTINGS = {
   idleTimeout: { flag: 'idle-timeout', env: undefined },
   absoluteTimeout: { flag: 'absolute-timeout', env: undefined },
   secret: { flag: 'secret', env: 'ELASTIC_SESSION_SECRET' },
+  hashKey: { flag: 'hash-key', env: 'ELASTIC_SESSION_HASH_KEY' },
   apiKeys: { flag: 'api-key', env: 'ELASTIC_SESSION_API_KEYS' },
   encryptionKeys: { flag: 'encryption-key', env: 'ELASTIC_SESSION_ENCRYPTION_KEYS' },
   tlsCert: { flag: 'tls-cert', env: 'ELASTIC_SESSION_TLS_CERT' },
@@ -35,19 +37,23 @@ const SETTINGS = {
 } as const;
 
 /** Settings that may be given several times (flags repeat; the variable is comma-separated). */
-const LISTS: ReadonlySet<Setting> = new Set(['apiKeys', 'encryptionKeys']);
+const LISTS: ReadonlySet<Setting> = new Set(['secret', 'apiKeys', 'encryptionKeys']);
 
 type Setting = keyof typeof SETTINGS;
 
+const SECRET_OPTION = '--secret (or ELASTIC_SESSION_SECRET)';
+const HASH_KEY_OPTION = '--hash-key (or ELASTIC_SESSION_HASH_KEY)';
+
 const COMMAND_SETTINGS: Record<Command, readonly Setting[]> = {
   serve: [
-    'port', 'host', 'store', 'idleTimeout', 'absoluteTimeout', 'secret', 'apiKeys', 'encryptionKeys', 'tlsCert', 'tlsKey', 'tlsClientCa',
+    'port', 'host', 'store', 'idleTimeout', 'absoluteTimeout', 'secret', 'hashKey', 'apiKeys', 'encryptionKeys', 'tlsCert', 'tlsKey', 'tlsClientCa',
     'tokenIssuer', 'tokenAudience', 'accessTokenTtl', 'refreshTokenTtl', 'tokenKey',
   ],
-  inspect: ['store', 'secret', 'encryptionKeys'],
+  inspect: ['store', 'secret', 'hashKey', 'encryptionKeys'],
   sweep: ['store'],
   migrate: ['store'],
   reencrypt: ['store', 'encryptionKeys'],
+  'hash-key': ['store', 'secret', 'hashKey'],
 };
 
 /** The options `parseArgs` accepts for a command. */
@@ -68,9 +74,13 @@ export interface CliConfig {
   store: StoreSpec;
   idleTimeout: number;
   absoluteTimeout: number;
-  secret: string | undefined;
+  /** Newest first; undefined: the secret file next to the SQLite database, or none. */
+  secret: string[] | undefined;
   /** How the user named the secret option (for messages about it). */
   secretOption: string;
+  /** The store-key hash key, decoded; undefined: derived from the only secret. */
+  hashKey: Buffer | undefined;
+  hashKeyOption: string;
   apiKeys: string[];
   /** `kid:KEY` encryption keys, newest first, validated; undefined: no encryption at rest. */
   encryptionKeys: string[] | undefined;
@@ -120,7 +130,7 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
     if (variable !== undefined) {
       const fromEnv = env[variable];
       if (fromEnv !== undefined && fromEnv !== '') {
-        return { value: LISTS.has(setting) ? fromEnv.split(',').map((key) => key.trim()).filter((key) => key !== '') : fromEnv, name: variable };
+        return { value: LISTS.has(setting) ? splitList(setting, fromEnv) : fromEnv, name: variable };
       }
     }
     if (file && Object.hasOwn(file.values, setting)) return { value: file.values[setting], name: `"${setting}" in ${file.path}` };
@@ -134,6 +144,7 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
   const idle = pick('idleTimeout');
   const absolute = pick('absoluteTimeout');
   const secret = pick('secret');
+  const hashKey = pick('hashKey');
   const keys = pick('apiKeys');
   const apiKeys = keys ? checkApiKeys(keys.value, keys.name) : [];
   const encryption = pick('encryptionKeys');
@@ -155,8 +166,10 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
     store: store ? parseStoreUrl(store.value, store.name, cwd) : base.store,
     idleTimeout: idle ? checkTimeout(idle.value, idle.name) : base.idleTimeout,
     absoluteTimeout: absolute ? checkTimeout(absolute.value, absolute.name) : base.absoluteTimeout,
-    secret: secret ? checkSecret(secret.value, secret.name) : undefined,
-    secretOption: secret?.name ?? '--secret (or ELASTIC_SESSION_SECRET)',
+    secret: secret ? checkSecrets(secret.value, secret.name) : undefined,
+    secretOption: secret?.name ?? SECRET_OPTION,
+    hashKey: hashKey ? parseHashKey(hashKey.value, hashKey.name) : undefined,
+    hashKeyOption: hashKey?.name ?? HASH_KEY_OPTION,
     apiKeys,
     encryptionKeys: encryption ? checkEncryptionKeys(encryption) : undefined,
     tls: tlsCert && tlsKey ? { cert: readPem(tlsCert, cwd), key: readPem(tlsKey, cwd), ...(tlsClientCa ? { clientCa: readPem(tlsClientCa, cwd) } : {}) } : undefined,
@@ -168,6 +181,8 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
       ...(tokenKey ? { key: readTokenKey(tokenKey, cwd) } : {}),
     },
   };
+  // A rotation without a pinned hash key would end every session: refuse it at startup.
+  if (config.secret !== undefined) serviceHashKey(config.secret, config);
   if (command === 'serve') checkExposure(config.host, apiKeys, host?.name ?? '--host', '--api-key (or ELASTIC_SESSION_API_KEYS)');
   if (command === 'inspect' && positionals.length !== 1) {
     throw new SessionError('ESESS_CONFIG', { message: 'needs exactly one session ID: elastic-session inspect <id>' });
@@ -182,13 +197,24 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
       idleTimeout: DEFAULT_SERVICE_CONFIG.idleTimeout,
       absoluteTimeout: DEFAULT_SERVICE_CONFIG.absoluteTimeout,
       secret: undefined,
-      secretOption: '--secret (or ELASTIC_SESSION_SECRET)',
+      secretOption: SECRET_OPTION,
+      hashKey: undefined,
+      hashKeyOption: HASH_KEY_OPTION,
       apiKeys: [],
       encryptionKeys: undefined,
       tls: undefined,
       tokens: {},
     };
   }
+}
+
+/**
+ * A comma-separated variable as a list. Secrets are taken byte for byte (a space trimmed off
+ * would change the store keys the secret derives); keys are trimmed.
+ */
+function splitList(setting: Setting, text: string): string[] {
+  const items = text.split(',');
+  return setting === 'secret' ? items : items.map((item) => item.trim()).filter((item) => item !== '');
 }
 
 function checkText(raw: Raw): string {

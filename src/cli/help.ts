@@ -4,10 +4,15 @@ import type { Command } from './config.js';
 const STORE_OPTION = `  --store <url>            sqlite:PATH, memory:, redis://, postgres://, mysql://, memcached://
                                                             [env ELASTIC_SESSION_STORE] (default ${DEFAULT_SERVICE_CONFIG.store})`;
 
+const SECRET_OPTIONS = `  --secret <text>          The service's secret(s)            [env ELASTIC_SESSION_SECRET]
+                           (default: elastic-session.secret next to the SQLite file)
+  --hash-key <KEY>         The service's store-key hash key, if it has one
+                                                            [env ELASTIC_SESSION_HASH_KEY]`;
+
 const CONFIG_NOTE = `Configuration: flags, then environment variables, then the --config JSON file
-(keys: port, host, store, idleTimeout, absoluteTimeout, secret, apiKeys, encryptionKeys, tlsCert,
-tlsKey, tlsClientCa, tokenIssuer, tokenAudience, accessTokenTtl, refreshTokenTtl, tokenKey), then
-defaults.
+(keys: port, host, store, idleTimeout, absoluteTimeout, secret, hashKey, apiKeys, encryptionKeys,
+tlsCert, tlsKey, tlsClientCa, tokenIssuer, tokenAudience, accessTokenTtl, refreshTokenTtl,
+tokenKey), then defaults.
 Relative SQLite paths are resolved against the working directory.`;
 
 export const MAIN_HELP = `Usage: elastic-session <command> [options]
@@ -20,6 +25,7 @@ Commands:
   sweep          Remove expired sessions from a store without native expiry
   migrate        Create or upgrade the store's schema (PostgreSQL, MySQL) and print its version
   reencrypt      Re-encrypt every session under the newest encryption key (after a key rotation)
+  hash-key       Print the store-key hash key in use, to pin with --hash-key before rotating the secret
 
 Options:
   -h, --help     Show help (also: elastic-session <command> --help)
@@ -41,9 +47,15 @@ Options:
 ${STORE_OPTION}
   --idle-timeout <s>       Seconds without activity before a session dies (default ${DEFAULT_SERVICE_CONFIG.idleTimeout})
   --absolute-timeout <s>   Seconds after creation before a session dies  (default ${DEFAULT_SERVICE_CONFIG.absoluteTimeout})
-  --secret <text>          At least 32 bytes; keys the store-key hash    [env ELASTIC_SESSION_SECRET]
-                           (default: generated on first start into elastic-session.secret next
-                           to the SQLite file; prefer the environment over the command line)
+  --secret <text>          At least 32 bytes; repeatable, newest first: the first signs tokens,
+                           all verify them. Without --hash-key it also keys the store-key hash,
+                           and changing it ends every session      [env ELASTIC_SESSION_SECRET,
+                           comma-separated] (default: generated on first start into
+                           elastic-session.secret next to the SQLite file; prefer the
+                           environment over the command line)
+  --hash-key <KEY>         The store-key hash key, 32 bytes in base64url; set once, never change
+                           it; required with several secrets     [env ELASTIC_SESSION_HASH_KEY]
+                           (default: derived from the only secret; see "elastic-session hash-key")
   --api-key <key>          Bearer key required on /v1 routes; repeatable [env ELASTIC_SESSION_API_KEYS, comma-separated]
                            Without any key the service only listens on loopback.
   --encryption-key <kid:KEY>  Encrypt session contents at rest (AES-256-GCM); KEY is 32 bytes in
@@ -78,8 +90,7 @@ deadline. Pass "-" as the ID to read it from stdin (keeps it out of the shell hi
 
 Options:
 ${STORE_OPTION}
-  --secret <text>          The service's secret               [env ELASTIC_SESSION_SECRET]
-                           (default: elastic-session.secret next to the SQLite file)
+${SECRET_OPTIONS}
   --encryption-key <kid:KEY>  The service's encryption keys, if it encrypts at rest; repeatable
                                                             [env ELASTIC_SESSION_ENCRYPTION_KEYS]
   --config <file.json>     Read settings from a JSON file
@@ -126,6 +137,26 @@ Options:
 ${STORE_OPTION}
   --encryption-key <kid:KEY>  The new key first, then every key still in use; repeatable
                                                             [env ELASTIC_SESSION_ENCRYPTION_KEYS, comma-separated]
+  --config <file.json>     Read settings from a JSON file
+  -h, --help               Show this help
+
+${CONFIG_NOTE}
+`,
+  'hash-key': `Usage: elastic-session hash-key [options]
+
+Prints the key the service hashes store keys with (32 bytes in base64url): the --hash-key given,
+else the key derived from the only secret. Sessions are found by it, so it must not change while
+they live. To rotate the secret without ending sessions, pin it first:
+
+  ELASTIC_SESSION_HASH_KEY=$(elastic-session hash-key)   # with the current secret
+  ELASTIC_SESSION_SECRET=NEW,OLD                          # the new secret signs, the old verifies
+
+then drop OLD once the access tokens it signed have expired. The key is a secret: keep it out of
+logs and shell history.
+
+Options:
+${STORE_OPTION}
+${SECRET_OPTIONS}
   --config <file.json>     Read settings from a JSON file
   -h, --help               Show this help
 

@@ -6,7 +6,7 @@ import { createService } from '../service/index.js';
 import type { Service } from '../service/index.js';
 import type { ServiceLogger } from '../service/log.js';
 import { toResource } from '../service/routes.js';
-import { generateSecret, resolveSecret, storeHashKey } from '../service/secret.js';
+import { generateSecret, resolveSecrets, serviceHashKey } from '../service/secret.js';
 import { isDurable, openStore } from '../service/stores.js';
 import { canScan, encryptedStore, reencryptAll } from '../stores/encrypted.js';
 import { COMMANDS, parseCommand } from './config.js';
@@ -70,6 +70,8 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
         return await migrate(parsed.config, io);
       case 'reencrypt':
         return await reencrypt(parsed.config, io);
+      case 'hash-key':
+        return await printHashKey(parsed.config, io);
     }
   } catch (error) {
     return reportError(command, error, io);
@@ -104,6 +106,7 @@ async function serve(config: CliConfig, io: CliIO): Promise<number> {
     defaultMetrics: true,
     log: loggerFor(io),
     ...(config.secret === undefined ? {} : { secret: config.secret }),
+    ...(config.hashKey === undefined ? {} : { hashKey: config.hashKey.toString('base64url') }),
     ...(config.encryptionKeys === undefined ? {} : { encryptionKeys: config.encryptionKeys }),
     ...(config.tls === undefined ? {} : { tls: config.tls }),
     tokens: config.tokens,
@@ -129,19 +132,37 @@ async function withManager<T>(config: CliConfig, io: CliIO, fn: (manager: Sessio
   const opened = await openStore(config.store);
   const store = config.encryptionKeys === undefined ? opened : encryptedStore(opened, { keys: config.encryptionKeys });
   try {
-    const resolved = isDurable(config.store)
-      ? await resolveSecret({ given: config.secret, option: config.secretOption, spec: config.store, create: false, log: loggerFor(io) })
-      : { secret: config.secret ?? generateSecret() };
-    if (resolved === null) {
-      throw new SessionError('ESESS_CONFIG', {
-        message: `${config.secretOption} is not set and there is no elastic-session.secret next to the database: sessions cannot be found without the service's secret`,
-      });
-    }
-    const manager = new SessionManager({ store, secrets: [resolved.secret], hashKey: storeHashKey(resolved.secret) });
+    const secrets = await serviceSecrets(config, io);
+    const manager = new SessionManager({ store, secrets, hashKey: serviceHashKey(secrets, config) });
     return await fn(manager, store);
   } finally {
     await store.close();
   }
+}
+
+/** The service's secrets as configured, or from the secret file next to a SQLite database. */
+async function serviceSecrets(config: CliConfig, io: CliIO): Promise<string[]> {
+  if (!isDurable(config.store)) return config.secret ?? [generateSecret()];
+  const resolved = await resolveSecrets({ given: config.secret, option: config.secretOption, spec: config.store, create: false, log: loggerFor(io) });
+  if (resolved === null) {
+    throw new SessionError('ESESS_CONFIG', {
+      message: `${config.secretOption} is not set and there is no elastic-session.secret next to the database: sessions cannot be found without the service's secret`,
+    });
+  }
+  return resolved.secrets;
+}
+
+/**
+ * Prints the store-key hash key the service uses with this configuration (base64url), to pin
+ * with --hash-key before the secret rotates. It is key material: it goes to stdout only.
+ */
+async function printHashKey(config: CliConfig, io: CliIO): Promise<number> {
+  if (config.hashKey === undefined && config.secret === undefined && !isDurable(config.store)) {
+    throw new SessionError('ESESS_CONFIG', { message: `${config.secretOption} is required: the ${config.store.scheme} store keeps no secret file` });
+  }
+  const secrets = config.hashKey === undefined ? await serviceSecrets(config, io) : [];
+  io.stdout(`${serviceHashKey(secrets, config).toString('base64url')}\n`);
+  return EXIT.ok;
 }
 
 async function inspect(config: CliConfig, given: string, io: CliIO): Promise<number> {
@@ -159,7 +180,7 @@ async function inspect(config: CliConfig, given: string, io: CliIO): Promise<num
 
 async function sweep(config: CliConfig, io: CliIO): Promise<number> {
   // Sweeping reads no session, so it needs no secret: a throwaway one satisfies the manager.
-  const swept = { ...config, secret: config.secret ?? generateSecret() };
+  const swept = { ...config, secret: config.secret ?? [generateSecret()] };
   return withManager(swept, io, async (manager, store) => {
     if (!store.capabilities.sweep) {
       io.stderr(`elastic-session sweep: the ${store.name} store cannot be swept\n`);

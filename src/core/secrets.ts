@@ -28,6 +28,18 @@ export const EXAMPLE_SECRETS: readonly string[] = [
   ...EXAMPLE_ENCRYPTION_KEYS.map((key) => Buffer.from(key, 'base64url').toString('latin1')),
 ];
 
+/**
+ * Key bytes written as base64url (the form `openssl rand 32 | basenc --base64url` prints; a
+ * trailing `=` is dropped), or null unless the text is the one canonical spelling of exactly
+ * `bytes` bytes: base64url has several spellings of the same bytes, and a key must have one.
+ */
+export function decodeKey(text: string, bytes: number): Buffer | null {
+  const trimmed = text.trim().replace(/=+$/, '');
+  if (!/^[A-Za-z0-9_-]+$/.test(trimmed)) return null;
+  const key = Buffer.from(trimmed, 'base64url');
+  return key.length === bytes && key.toString('base64url') === trimmed ? key : null;
+}
+
 /** Whether the process runs in production mode (`NODE_ENV=production`). */
 export function isProductionMode(env: NodeJS.ProcessEnv = process.env): boolean {
   return env.NODE_ENV === 'production';

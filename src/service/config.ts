@@ -75,11 +75,17 @@ export function isLoopback(host: string): boolean {
   return /^::ffff:127\./i.test(host);
 }
 
-export function checkSecret(value: unknown, option: string): string {
-  if (typeof value !== 'string' || Buffer.byteLength(value, 'utf8') < MIN_SECRET_BYTES) {
-    throw optionError(option, `must be a string of at least ${MIN_SECRET_BYTES} bytes (generate one with: openssl rand -base64 32)`);
-  }
-  return value;
+/** One secret, or several newest first (a rotation: the first signs, all verify). */
+export function checkSecrets(value: unknown, option: string): string[] {
+  const list: unknown[] = Array.isArray(value) ? value : [value];
+  if (list.length === 0) throw optionError(option, 'must name at least one secret');
+  return list.map((secret, index) => {
+    const which = list.length > 1 ? ` (secret #${index + 1})` : '';
+    if (typeof secret !== 'string' || Buffer.byteLength(secret, 'utf8') < MIN_SECRET_BYTES) {
+      throw optionError(option, `must be a string of at least ${MIN_SECRET_BYTES} bytes${which} (generate one with: openssl rand -base64 32)`);
+    }
+    return secret;
+  });
 }
 
 export function checkApiKeys(value: unknown, option: string): string[] {

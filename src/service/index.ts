@@ -10,7 +10,7 @@ import type { DataLimits } from '../core/json.js';
 import { SessionManager } from '../core/manager.js';
 import type { Clock, SessionStore } from '../core/types.js';
 import { createAuthenticator } from './auth.js';
-import { checkApiKeys, checkExposure, checkHost, checkPort, checkPositiveInteger, checkSecret, checkTimeout, DEFAULT_SERVICE_CONFIG, isLoopback, optionError } from './config.js';
+import { checkApiKeys, checkExposure, checkHost, checkPort, checkPositiveInteger, checkSecrets, checkTimeout, DEFAULT_SERVICE_CONFIG, isLoopback, optionError } from './config.js';
 import { hasBody, pathnameOf, readJsonBody, Router } from './http.js';
 import type { Reply, Route, RouteMatch } from './http.js';
 import { stderrLogger, throttled } from './log.js';
@@ -26,7 +26,7 @@ import type { TokenIssuer, TokenIssuerOptions } from '../tokens/issuer.js';
 import { tokenKeyFromPem, tokenKeyFromSecret } from '../tokens/keys.js';
 import type { TokenKeyInput } from '../tokens/keys.js';
 import { tokenRoutes } from '../tokens/routes.js';
-import { resolveSecret, storeHashKey } from './secret.js';
+import { parseHashKey, resolveSecrets, serviceHashKey } from './secret.js';
 import { openStore, parseStoreUrl, redactStoreUrl } from './stores.js';
 import type { StoreSpec } from './stores.js';
 import { packageVersion } from './version.js';
@@ -53,12 +53,20 @@ export interface ServiceOptions {
    */
   store?: string | SessionStore;
   /**
-   * At least 32 bytes. Signs nothing the service sends (it sets no cookies); it keys the
-   * store-key hash, so it must stay the same across restarts and instances. When absent it is
-   * read from (or generated into) `elastic-session.secret` next to the SQLite file, or made up
-   * for this process only for other stores.
+   * At least 32 bytes; several for a rotation, newest first. The first derives the key that
+   * signs tokens, every one listed derives a key that verifies them. Without `hashKey` the only
+   * secret also keys the store-key hash: then it must stay the same across restarts and
+   * instances, and changing it ends every session. When absent it is read from (or generated
+   * into) `elastic-session.secret` next to the SQLite file, or made up for this process only for
+   * other stores.
    */
-  secret?: string;
+  secret?: string | readonly string[];
+  /**
+   * The key of the store-key hash (HMAC-SHA-256), 32 bytes in base64url: set it once and never
+   * change it, so the secret can rotate without ending sessions. Required with several secrets.
+   * @default derived from the only secret (what `elastic-session hash-key` prints)
+   */
+  hashKey?: string;
   /** Bearer keys accepted on `/v1` routes. Without any, the service listens on loopback only. */
   apiKeys?: readonly string[];
   /** @default '127.0.0.1', or '0.0.0.0' when API keys are configured */
@@ -166,7 +174,8 @@ export async function createService(options: ServiceOptions = {}): Promise<Servi
   const bodyLimit = checkPositiveInteger(options.bodyLimit ?? DEFAULT_SERVICE_CONFIG.bodyLimit, 'bodyLimit');
   const sweepIntervalMs = options.sweepIntervalMs ?? DEFAULT_SERVICE_CONFIG.sweepIntervalMs;
   if (sweepIntervalMs !== 0) checkPositiveInteger(sweepIntervalMs, 'sweepIntervalMs');
-  if (options.secret !== undefined) checkSecret(options.secret, 'secret');
+  if (options.secret !== undefined) checkSecrets(options.secret, 'secret');
+  const hashKey = options.hashKey === undefined ? undefined : parseHashKey(options.hashKey, 'hashKey');
   const encryptionKeys = options.encryptionKeys === undefined ? null : parseEncryptionKeys(options.encryptionKeys, 'encryptionKeys');
   const tls = options.tls === undefined ? null : checkTls(options.tls);
   const tokenKey = options.tokens?.key === undefined ? null : tokenKeyFromPem(options.tokens.key, 'tokens.key');
@@ -181,19 +190,22 @@ export async function createService(options: ServiceOptions = {}): Promise<Servi
   let manager: SessionManager;
   let tokens: TokenIssuer | null = null;
   try {
-    const resolved = await resolveSecret({ given: options.secret, option: 'the secret (--secret, ELASTIC_SESSION_SECRET)', spec, create: true, log });
+    const secretOption = 'the secret (--secret, ELASTIC_SESSION_SECRET)';
+    const given = options.secret === undefined ? undefined : typeof options.secret === 'string' ? [options.secret] : options.secret;
+    const resolved = await resolveSecrets({ given, option: secretOption, spec, create: true, log });
     if (resolved === null) throw new SessionError('ESESS_CONFIG', { message: 'the secret could not be resolved' });
-    const { secret } = resolved;
+    const { secrets } = resolved;
+    const storeKeyHash = serviceHashKey(secrets, { hashKey, hashKeyOption: 'hashKey (--hash-key, ELASTIC_SESSION_HASH_KEY)', secretOption });
     manager = new SessionManager({
       store,
-      secrets: [secret],
-      hashKey: storeHashKey(secret),
+      secrets,
+      hashKey: storeKeyHash,
       idleTimeout,
       absoluteTimeout,
       ...(options.limits ? { limits: options.limits } : {}),
       ...(options.clock ? { clock: options.clock } : {}),
     });
-    tokens = await openTokenIssuer(manager, secret, tokenKey, options.tokens ?? {}, options.clock, log);
+    tokens = await openTokenIssuer(manager, { secrets, hashKey: storeKeyHash, signingKey: tokenKey }, options.tokens ?? {}, options.clock, log);
   } catch (error) {
     if (ownsStore) await store.close().catch(() => {});
     throw error;
@@ -422,8 +434,7 @@ function checkTls(tls: ServiceTlsOptions): ServiceTlsOptions {
 /** The token issuer, or null (token routes answer 501) when the optional jose package is missing. */
 async function openTokenIssuer(
   manager: SessionManager,
-  secret: string,
-  signingKey: TokenKeyInput | null,
+  keyring: { secrets: readonly string[]; hashKey: Buffer; signingKey: TokenKeyInput | null },
   options: ServiceTokenOptions,
   clock: Clock | undefined,
   log: ServiceLogger,
@@ -441,13 +452,15 @@ async function openTokenIssuer(
     log.info('token mode is off: it needs the optional dependency jose (npm install jose)');
     return null;
   }
-  const derived = tokenKeyFromSecret(secret);
-  // A configured key signs; the secret's key then only verifies, so tokens issued before the
-  // switch keep working until they expire, and stops doing so when the secret rotates.
-  const keys: TokenKeyInput[] = signingKey === null ? [derived] : [signingKey, { ...derived, key: createPublicKey(derived.key as KeyObject) }];
+  // A configured key signs, else the newest secret's; the keys of the others only verify, so
+  // tokens issued before a switch or rotation keep working until they expire.
+  const derived = keyring.secrets.map((secret) => tokenKeyFromSecret(secret));
+  const signing = keyring.signingKey ?? derived.shift();
+  if (signing === undefined) throw new SessionError('ESESS_CONFIG', { message: 'the secret could not be resolved' });
+  const keys: TokenKeyInput[] = [signing, ...derived.map((key) => ({ ...key, key: createPublicKey(key.key as KeyObject) }))];
   return module.createTokenIssuer({
     manager,
-    hashKey: storeHashKey(secret),
+    hashKey: keyring.hashKey,
     keys,
     issuer: options.issuer ?? 'elastic-session',
     audience: options.audience ?? 'elastic-session',

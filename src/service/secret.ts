@@ -1,7 +1,8 @@
 import { hkdfSync, randomBytes } from 'node:crypto';
 import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { checkSecret, MIN_SECRET_BYTES, optionError } from './config.js';
+import { checkSecrets, MIN_SECRET_BYTES, optionError } from './config.js';
+import { decodeKey, isProductionMode, isWeakKey } from '../core/secrets.js';
 import { isDurable } from './stores.js';
 import type { StoreSpec } from './stores.js';
 import type { ServiceLogger } from './log.js';
@@ -9,9 +10,10 @@ import type { ServiceLogger } from './log.js';
 /** Name of the file, next to the SQLite database, that holds a generated secret. */
 export const SECRET_FILE = 'elastic-session.secret';
 
-export interface ResolvedSecret {
-  secret: string;
-  /** Where it came from: given as an option, read from or written to the secret file, or made up for this process only. */
+export interface ResolvedSecrets {
+  /** Newest first: the first signs, all verify. */
+  secrets: string[];
+  /** Where they came from: given as an option, read from or written to the secret file, or made up for this process only. */
   source: 'option' | 'file' | 'generated' | 'ephemeral';
   /** The secret file, when one is used. */
   file?: string;
@@ -24,10 +26,49 @@ export function generateSecret(): string {
 /**
  * The key for HMAC-SHA-256 store keys, derived from the service secret (HKDF-SHA-256) so the
  * cookie-signing key and the store-key hashing key differ. An application that shares a store
- * with the service passes `hashKey: storeHashKey(secret)` to its own `SessionManager`.
+ * with the service passes `hashKey: storeHashKey(secret)` to its own `SessionManager` (or the
+ * service's `hashKey`, when one is configured).
  */
 export function storeHashKey(secret: string): Buffer {
   return Buffer.from(hkdfSync('sha256', Buffer.from(secret, 'utf8'), Buffer.alloc(0), 'elastic-session/store-key', 32));
+}
+
+/** Bytes of the service's `hashKey`, written in base64url. */
+export const HASH_KEY_BYTES = 32;
+
+/**
+ * The configured store-key hash key (32 bytes in base64url), checked; in production mode
+ * example and low-entropy keys are refused. Messages name the option, never the key.
+ */
+export function parseHashKey(value: unknown, option: string, production = isProductionMode()): Buffer {
+  const key = typeof value === 'string' ? decodeKey(value, HASH_KEY_BYTES) : null;
+  if (key === null) throw optionError(option, `must be exactly ${HASH_KEY_BYTES} bytes in base64url (43 characters; generate one with: openssl rand 32 | basenc --base64url)`);
+  if (production && isWeakKey(key)) throw optionError(option, 'is an example or low-entropy key, refused in production (NODE_ENV=production)');
+  return key;
+}
+
+export interface HashKeyOptions {
+  /** The configured hash key, parsed. */
+  hashKey: Buffer | undefined;
+  /** How the user names the hash key and secret options, for messages. */
+  hashKeyOption: string;
+  secretOption: string;
+}
+
+/**
+ * The key the service hashes store keys with: the configured one, else the one derived from
+ * its only secret. It must never change while sessions live, so a rotation (several secrets)
+ * needs it configured: deriving it from any one of them would end every session the day that
+ * secret is dropped.
+ */
+export function serviceHashKey(secrets: readonly string[], options: HashKeyOptions): Buffer {
+  if (options.hashKey !== undefined) return options.hashKey;
+  const [only, ...others] = secrets;
+  if (only !== undefined && others.length === 0) return storeHashKey(only);
+  throw optionError(
+    options.hashKeyOption,
+    `is required with several secrets in ${options.secretOption}: store keys must not change when the secret rotates; set it to what "elastic-session hash-key" prints with the current secret`,
+  );
 }
 
 export function secretFileOf(spec: StoreSpec): string | null {
@@ -35,8 +76,8 @@ export function secretFileOf(spec: StoreSpec): string | null {
 }
 
 export interface ResolveSecretOptions {
-  /** The configured secret, if any. */
-  given: string | undefined;
+  /** The configured secrets (newest first), if any. */
+  given: readonly string[] | undefined;
   /** The option that configures it, for messages. */
   option: string;
   spec: StoreSpec | null;
@@ -46,11 +87,11 @@ export interface ResolveSecretOptions {
 }
 
 /**
- * The configured secret; else the one persisted next to the SQLite file (generated on the
+ * The configured secrets; else the one persisted next to the SQLite file (generated on the
  * first start); else, for stores that do not survive a restart, a secret for this process only.
  */
-export async function resolveSecret(options: ResolveSecretOptions): Promise<ResolvedSecret | null> {
-  if (options.given !== undefined) return { secret: checkSecret(options.given, options.option), source: 'option' };
+export async function resolveSecrets(options: ResolveSecretOptions): Promise<ResolvedSecrets | null> {
+  if (options.given !== undefined) return { secrets: checkSecrets(options.given, options.option), source: 'option' };
   const file = options.spec ? secretFileOf(options.spec) : null;
   if (file === null && options.spec && isDurable(options.spec)) {
     // Every instance on a shared store must sign and hash with the same secret; none can be made up here.
@@ -62,10 +103,10 @@ export async function resolveSecret(options: ResolveSecretOptions): Promise<Reso
     if (options.spec?.scheme !== 'memory') {
       options.log.warn(`${options.option} is not set: using a random secret for this process only; sessions cannot be read after a restart`);
     }
-    return { secret: generateSecret(), source: 'ephemeral' };
+    return { secrets: [generateSecret()], source: 'ephemeral' };
   }
   const existing = await readSecretFile(file, options.log);
-  if (existing !== null) return { secret: existing, source: 'file', file };
+  if (existing !== null) return { secrets: [existing], source: 'file', file };
   if (!options.create) return null;
   await mkdir(dirname(file), { recursive: true });
   const secret = generateSecret();
@@ -75,12 +116,12 @@ export async function resolveSecret(options: ResolveSecretOptions): Promise<Reso
     // Another instance on the same database wrote it first: use theirs.
     if (isErrno(error, 'EEXIST')) {
       const theirs = await readSecretFile(file, options.log);
-      if (theirs !== null) return { secret: theirs, source: 'file', file };
+      if (theirs !== null) return { secrets: [theirs], source: 'file', file };
     }
     throw optionError(options.option, `is not set and the secret file ${file} cannot be written (${errnoOf(error)}); set it instead`);
   }
   options.log.info(`generated a new secret and saved it to ${file} (mode 0600); keep it with the database: sessions cannot be read without it`);
-  return { secret, source: 'generated', file };
+  return { secrets: [secret], source: 'generated', file };
 }
 
 async function readSecretFile(file: string, log: ServiceLogger): Promise<string | null> {

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { configError, SessionError } from '../core/errors.js';
-import { isProductionMode, isWeakKey } from '../core/secrets.js';
+import { decodeKey, isProductionMode, isWeakKey } from '../core/secrets.js';
 import { publishCorrupt } from '../core/telemetry.js';
 import type { ApplyResult, SessionDelta, SessionStore, StoreCapabilities, StoredField, StoredSession, StoredSummary } from '../core/types.js';
 
@@ -54,11 +54,9 @@ export function parseEncryptionKeys(specs: readonly (string | EncryptionKey)[], 
       const colon = spec.indexOf(':');
       if (colon < 0) throw configError(option, `${which} must be written kid:KEY (KEY: ${ENCRYPTION_KEY_BYTES} bytes in base64url; generate one with: openssl rand 32 | basenc --base64url)`);
       kid = spec.slice(0, colon).trim();
-      const text = spec.slice(colon + 1).trim().replace(/=+$/, '');
-      key = B64URL.test(text) ? Buffer.from(text, 'base64url') : Buffer.alloc(0);
-      if (key.length !== ENCRYPTION_KEY_BYTES || key.toString('base64url') !== text) {
-        throw configError(option, `${which} must be exactly ${ENCRYPTION_KEY_BYTES} bytes in base64url (43 characters)`);
-      }
+      const decoded = decodeKey(spec.slice(colon + 1), ENCRYPTION_KEY_BYTES);
+      if (decoded === null) throw configError(option, `${which} must be exactly ${ENCRYPTION_KEY_BYTES} bytes in base64url (43 characters)`);
+      key = decoded;
     } else if (spec !== null && typeof spec === 'object' && typeof spec.kid === 'string' && Buffer.isBuffer(spec.key)) {
       kid = spec.kid;
       key = Buffer.from(spec.key);
