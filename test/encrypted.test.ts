@@ -176,10 +176,37 @@ describe('encrypted store', () => {
     for (let i = 0; i < 25; i++) ids.push((await saved(old, { i, text: `value-${i}` })).id);
     const rotated = encryptedStore(inner, { keys: [k2, k1] });
     const progress = await reencryptAll(rotated, { batch: 7 });
-    expect(progress).toEqual({ scanned: 25, rewritten: 25, fields: 50 });
-    expect((await reencryptAll(rotated, { batch: 7 })).rewritten).toBe(0);
+    expect(progress, 'a second, clean walk proves it').toEqual({ scanned: 50, rewritten: 25, fields: 50, passes: 2, clean: true });
+    expect(await reencryptAll(rotated, { batch: 7 })).toEqual({ scanned: 25, rewritten: 0, fields: 0, passes: 1, clean: true });
     const onlyNew = managerOver(encryptedStore(inner, { keys: [k2] }));
     for (const [i, id] of ids.entries()) expect((await onlyNew.load(id))?.get('text')).toBe(`value-${i}`);
+  });
+
+  it('reencryptAll() walks again while an instance still on the old key keeps writing, and says when it never got clean', async () => {
+    const old = encryptedStore(inner, { keys: [k1] });
+    for (let i = 0; i < 10; i++) await saved(old, { i });
+    // An instance not yet restarted with the new key writes one session as each walk begins.
+    let stragglers = 0;
+    const walked = new Proxy(inner, {
+      get(target, name, receiver) {
+        if (name !== 'scan') {
+          const value: unknown = Reflect.get(target, name, receiver);
+          return typeof value === 'function' ? value.bind(target) : value;
+        }
+        return async (cursor: string | null, limit: number) => {
+          if (cursor === null && stragglers > 0) {
+            stragglers--;
+            await saved(old, { late: true });
+          }
+          return target.scan!(cursor, limit);
+        };
+      },
+    });
+    const rotated = encryptedStore(walked, { keys: [k2, k1] });
+    stragglers = 2;
+    expect(await reencryptAll(rotated, { batch: 4 })).toEqual({ scanned: 11 + 12 + 12, rewritten: 12, fields: 12, passes: 3, clean: true });
+    stragglers = 3;
+    expect(await reencryptAll(rotated, { batch: 4 })).toMatchObject({ rewritten: 3, passes: 3, clean: false });
   });
 
   it('reencryptAll() over SQLite too', async () => {

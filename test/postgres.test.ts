@@ -223,14 +223,14 @@ describe('elastic-session reencrypt over PostgreSQL', () => {
       waitForStop: () => new Promise<string>(() => undefined),
     };
     expect(await run(['reencrypt', '--store', url.toString()], io), stderr).toBe(0);
-    expect(JSON.parse(stdout)).toEqual({ scanned: 30, rewritten: 30, fields: 60, keyId: 'new' });
+    expect(JSON.parse(stdout)).toEqual({ scanned: 60, rewritten: 30, fields: 60, passes: 2, clean: true, keyId: 'new' });
 
     for (const id of ids) {
       const raw = await inner.load(storeKeyOf(id));
       for (const field of Object.values(raw?.fields ?? {})) expect(field.value?.split('.')[1]).toBe('new');
     }
     const rotated = encryptedStore(inner, { keys: [newKey, oldKey] });
-    expect(await reencryptAll(rotated, { batch: 7 }), 'a second walk, in pages of 7, finds nothing left').toEqual({ scanned: 30, rewritten: 0, fields: 0 });
+    expect(await reencryptAll(rotated, { batch: 7 }), 'a second walk, in pages of 7, finds nothing left').toEqual({ scanned: 30, rewritten: 0, fields: 0, passes: 1, clean: true });
     const after = new SessionManager({ store: encryptedStore(inner, { keys: [newKey] }), secrets });
     for (const [i, id] of ids.entries()) expect((await after.load(id))?.get('text')).toBe(`value-${i}`);
   });

@@ -252,7 +252,7 @@ describe('elastic-session reencrypt', () => {
 
     const result = await runCli(['reencrypt', '--store', store], { env: { ELASTIC_SESSION_ENCRYPTION_KEYS: `${newKey},${oldKey}` } });
     expect(result.code, result.stderr).toBe(0);
-    expect(JSON.parse(result.stdout)).toEqual({ scanned: 5, rewritten: 5, fields: 5, keyId: 'new' });
+    expect(JSON.parse(result.stdout)).toEqual({ scanned: 10, rewritten: 5, fields: 5, passes: 2, clean: true, keyId: 'new' });
 
     const after = await createService({ store, secret, encryptionKeys: [newKey], port: 0, log: silentLogger, sweepIntervalMs: 0 });
     try {

@@ -128,10 +128,12 @@ ${CONFIG_NOTE}
   reencrypt: `Usage: elastic-session reencrypt [options]
 
 After a key rotation (a new key prepended to --encryption-key), re-encrypts under the new key
-every value an older key sealed, walking the store in batches of ${DEFAULT_SERVICE_CONFIG.sweepBatch}. Safe while the service
-runs: a rewrite never overwrites a newer write. Prints progress on stderr and
-{"scanned","rewritten","fields","keyId"} on stdout; then the old key can be removed.
-Needs a store that can be walked (memory, SQLite).
+every value an older key sealed, walking the store in batches of ${DEFAULT_SERVICE_CONFIG.sweepBatch}, and walks again until a
+walk finds nothing left (at most 3 walks). Safe while the service runs: a rewrite never
+overwrites a newer write. Prints progress on stderr and
+{"scanned","rewritten","fields","passes","clean","keyId"} on stdout. Exit 0 (clean: the old key
+can be removed) or 1 (old-key values kept appearing: is every instance on the new key?).
+Needs a store that can be walked (memory, SQLite, Redis, PostgreSQL, MySQL).
 
 Options:
 ${STORE_OPTION}

@@ -215,10 +215,12 @@ async function reencrypt(config: CliConfig, io: CliIO): Promise<number> {
     }
     const totals = await reencryptAll(store, {
       batch: DEFAULT_SERVICE_CONFIG.sweepBatch,
-      onProgress: (progress) => io.stderr(`elastic-session: re-encrypted ${progress.fields} fields in ${progress.rewritten} of ${progress.scanned} records so far\n`),
+      onProgress: (progress) => io.stderr(`elastic-session: pass ${progress.passes}: re-encrypted ${progress.fields} fields in ${progress.rewritten} of ${progress.scanned} records so far\n`),
     });
     io.stdout(`${JSON.stringify({ ...totals, keyId: store.currentKeyId })}\n`);
-    return EXIT.ok;
+    if (totals.clean) return EXIT.ok;
+    io.stderr(`elastic-session reencrypt: values sealed by old keys were still found in pass ${totals.passes}: keep the old keys, check that every instance runs with the new key first, and run it again\n`);
+    return EXIT.failure;
   } finally {
     await store.close();
   }
