@@ -73,12 +73,49 @@ describe('redis store on a cluster', () => {
         cursor = page.cursor;
       } while (cursor !== null);
       expect([...new Set(seen)].sort()).toEqual([...keys].sort());
-      const moved = `r1.${Buffer.from(JSON.stringify([0, '192.0.2.1:6379', '0', []])).toString('base64url')}`;
+      const moved = `r2.${Buffer.from(JSON.stringify([0, 'another-topology', '0', []])).toString('base64url')}`;
       await expect(store.scan(moved, 4)).rejects.toMatchObject({ code: 'ESESS_STORE_UNAVAILABLE', context: { kind: 'cluster' } });
     } finally {
       await store.close();
       await deletePrefix(admin, prefix);
       admin.disconnect();
+    }
+  });
+
+  it('scan() refuses to walk while a slot migrates, and to go on after a slot moved: a walk that ends missed nothing', async () => {
+    const prefix = newPrefix();
+    const store = openStore({ prefix });
+    try {
+      await Promise.all(Array.from({ length: 40 }, () => store.create(randomKey(), record({ a: 1 }))));
+      const masters = (await cluster.nodes()).filter((node) => node.flags.includes('master') && !node.flags.includes('fail'));
+      const [source, target] = masters as [(typeof masters)[number], (typeof masters)[number]];
+      const slot = String((JSON.parse(String(await cluster.command(source.port, 'EVAL', 'return cjson.encode(redis.call("CLUSTER", "SLOTS"))', '0'))) as [number, number, [string, number, string]][])
+        .find((range) => range[2][1] === source.port)?.[0]);
+      // A slot half-way through a migration: what redis-cli --cluster reshard does, slot by slot.
+      await cluster.command(target.port, 'CLUSTER', 'SETSLOT', slot, 'IMPORTING', source.id);
+      await cluster.command(source.port, 'CLUSTER', 'SETSLOT', slot, 'MIGRATING', target.id);
+      try {
+        await expect(store.scan(null, 5)).rejects.toMatchObject({ code: 'ESESS_STORE_UNAVAILABLE', context: { kind: 'cluster' }, message: expect.stringMatching(/slot migration is under way/) });
+      } finally {
+        await cluster.command(source.port, 'CLUSTER', 'SETSLOT', slot, 'STABLE');
+        await cluster.command(target.port, 'CLUSTER', 'SETSLOT', slot, 'STABLE');
+      }
+      const first = await store.scan(null, 5);
+      expect(first.cursor).not.toBeNull();
+      // The slot changes hands between two pages of the walk (it may hold none of its keys).
+      await redisCli(['--cluster', 'reshard', `127.0.0.1:${source.port}`, '--cluster-from', source.id, '--cluster-to', target.id, '--cluster-slots', '1', '--cluster-yes']);
+      await cluster.waitHealthy();
+      await expect(store.scan(first.cursor, 5)).rejects.toMatchObject({ code: 'ESESS_STORE_UNAVAILABLE', context: { kind: 'cluster' }, message: expect.stringMatching(/topology changed/) });
+      const again: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const page: { keys: string[]; cursor: string | null } = await store.scan(cursor, 7);
+        again.push(...page.keys);
+        cursor = page.cursor;
+      } while (cursor !== null);
+      expect(new Set(again).size, 'walked again on the new topology, every session').toBe(40);
+    } finally {
+      await store.close();
     }
   });
 

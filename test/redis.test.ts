@@ -212,7 +212,7 @@ describe('redis store on the shared server', () => {
 
       await expect(globbed.scan(null, 0)).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
       await expect(globbed.scan('not a cursor', 10)).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
-      await expect(globbed.scan(`r1.${Buffer.from('[0,"",0,[]]').toString('base64url')}`, 10)).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
+      await expect(globbed.scan(`r2.${Buffer.from('[0,"",0,[]]').toString('base64url')}`, 10)).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
     } finally {
       client.disconnect();
     }
@@ -498,6 +498,9 @@ describe('redis store on private servers', () => {
       const load = new SessionLoad(durable, { workers: 4 });
       load.start();
       await sleep(700);
+      // A walk begun on the old primary must not go on, with its SCAN cursor, on the new one.
+      const walk = await durable.scan(null, 1);
+      expect(walk.cursor).not.toBeNull();
       const killedAt = Date.now();
       await primary.kill();
       let promotedAfterMs = -1;
@@ -524,6 +527,8 @@ describe('redis store on private servers', () => {
       expect(check.lostSessions).toBe(0);
       expect(check.lostWrites).toBe(0);
       expect(check.unlisted).toBe(0);
+      await expect(reader.scan(walk.cursor, 100)).rejects.toMatchObject({ code: 'ESESS_STORE_UNAVAILABLE', context: { kind: 'failover' } });
+      expect((await reader.scan(null, 100_000)).cursor, 'a new walk on the new primary goes through').toBeNull();
     } finally {
       sentinelClient.disconnect();
       for (const connection of admins) connection.disconnect();

@@ -331,31 +331,32 @@ export class RedisStore implements SessionStore {
    * Up to `limit` keys of live sessions, walking `SCAN 0 MATCH <prefix>{*}` on the server, or on
    * every primary of a Cluster in turn (ordered by address). Tombstones, user indexes and other
    * applications' keys are never returned. The order is SCAN's, not key order; the cursor is
-   * opaque: the primary's index and address, its SCAN cursor, and the keys of the last SCAN
-   * reply that did not fit in the page (so a page never exceeds `limit`). A page may be short,
-   * or empty, before the walk ends: keep going until the cursor is null. SCAN's guarantee
-   * holds: a key live for the whole walk is returned; one that the keyspace's shrinking moved
-   * may be returned twice. When the set of primaries changes during a walk (failover, a primary
-   * added or removed) the next page fails with ESESS_STORE_UNAVAILABLE (kind "cluster"): start
-   * the walk again. Slots migrated during a walk may have their keys missed or repeated.
+   * opaque: the primary's index, a fingerprint of the topology, the primary's SCAN cursor, and
+   * the keys of the last SCAN reply that did not fit in the page (so a page never exceeds
+   * `limit`). A page may be short, or empty, before the walk ends: keep going until the cursor
+   * is null. SCAN's guarantee holds: a key live for the whole walk is returned; one that the
+   * keyspace's shrinking moved may be returned twice.
+   *
+   * A walk only ends on the topology it started on. Every page first reads the topology (a
+   * Cluster: each primary's own slots and the slots it is migrating or importing; otherwise: the
+   * primary's run ID, which a Sentinel failover or a restart changes), and the last page reads
+   * it again after its SCANs. A change since the walk began, or a slot migration under way, fails
+   * the page with ESESS_STORE_UNAVAILABLE (kind "cluster", or "failover" outside a Cluster):
+   * start the walk again once the resharding or failover is over. So a walk that ends has missed
+   * no key live throughout it.
    */
   async scan(cursor: string | null, limit: number): Promise<{ keys: string[]; cursor: string | null }> {
     if (!Number.isSafeInteger(limit) || limit < 1) throw new SessionError('ESESS_INVALID_INPUT', { message: 'scan() limit must be a positive integer', context: { store: this.name } });
-    const state = cursor === null ? { node: 0, address: '', scan: '0', pending: [] as string[] } : decodeScanCursor(cursor);
+    const state = cursor === null ? null : decodeScanCursor(cursor);
     return this.#op('scan', async () => {
       const started = Date.now();
       if (this.#cluster) await this.#client.ping();
       const nodes = this.#masters();
-      if (cursor !== null && state.node < nodes.length && addressOf(nodes[state.node] as Redis) !== state.address) {
-        throw new SessionError('ESESS_STORE_UNAVAILABLE', {
-          message: 'The Redis primaries changed during the walk (failover or resharding); start the scan again',
-          context: { store: this.name, kind: 'cluster' },
-        });
-      }
+      const topology = await this.#topology(nodes, state?.topology ?? null);
       const pattern = `${escapeGlob(this.#prefix)}{*}`;
       const keys: string[] = [];
       const seen = new Set<string>();
-      let { node, scan, pending } = state;
+      let { node, scan, pending } = state ?? { node: 0, scan: '0', pending: [] as string[] };
       while (keys.length < limit) {
         if (pending.length > 0) {
           const batch = pending.slice(0, limit - keys.length);
@@ -382,10 +383,44 @@ export class RedisStore implements SessionStore {
           scan = next;
         }
       }
-      if (node >= nodes.length && pending.length === 0) return { keys, cursor: null };
-      const address = node < nodes.length ? addressOf(nodes[node] as Redis) : '';
-      return { keys, cursor: encodeScanCursor({ node, address, scan, pending }) };
+      if (node >= nodes.length && pending.length === 0) {
+        // What moved during the last page's SCANs would otherwise go unnoticed.
+        await this.#topology(this.#masters(), topology);
+        return { keys, cursor: null };
+      }
+      return { keys, cursor: encodeScanCursor({ node, topology, scan, pending }) };
     });
+  }
+
+  /**
+   * A fingerprint of what a walk depends on, checked against `expected` (the walk's so far):
+   * refuses a changed topology and, in a Cluster, a slot migration under way.
+   */
+  async #topology(nodes: Redis[], expected: string | null): Promise<string> {
+    const changed = (message: string) =>
+      new SessionError('ESESS_STORE_UNAVAILABLE', { message, context: { store: this.name, kind: this.#cluster ? 'cluster' : 'failover' } });
+    let parts: string[];
+    if (this.#cluster) {
+      parts = await Promise.all(
+        nodes.map(async (node) => {
+          const lines = String(await node.call('CLUSTER', 'NODES')).split('\n');
+          const own = (lines.find((line) => line.split(' ')[2]?.split(',').includes('myself')) ?? '').split(' ');
+          const slots = own.slice(8);
+          if (slots.some((slot) => slot.startsWith('['))) throw changed('A Redis Cluster slot migration is under way (resharding); walk the store again once it is over');
+          return `${own[0] ?? ''} ${slots.join(' ')}`;
+        }),
+      );
+    } else {
+      const info = String(await (nodes[0] as Redis).info('server'));
+      parts = [/^run_id:(\w+)/m.exec(info)?.[1] ?? ''];
+    }
+    const fingerprint = createHash('sha256').update(parts.join('\n')).digest('base64url').slice(0, 22);
+    if (expected !== null && fingerprint !== expected) {
+      throw changed(this.#cluster
+        ? 'The Redis Cluster topology changed during the walk (failover or resharding); walk the store again'
+        : 'The Redis primary changed during the walk (failover or restart); walk the store again');
+    }
+    return fingerprint;
   }
 
   /** The primaries to walk: the client itself, or a Cluster's masters in address order. */
@@ -723,8 +758,8 @@ function decode1(text: string): string {
 interface ScanState {
   /** Index of the primary being walked, in `#masters()` order; past the end: done. */
   node: number;
-  /** That primary's host:port, to notice a topology change between pages. */
-  address: string;
+  /** The fingerprint of the topology the walk started on (see `#topology`). */
+  topology: string;
   /** The SCAN cursor to send next to that primary. */
   scan: string;
   /** Keys of an earlier SCAN reply that did not fit in the page, returned (if still live) first. */
@@ -741,12 +776,12 @@ function escapeGlob(text: string): string {
 }
 
 function encodeScanCursor(state: ScanState): string {
-  return `r1.${Buffer.from(JSON.stringify([state.node, state.address, state.scan, state.pending]), 'utf8').toString('base64url')}`;
+  return `r2.${Buffer.from(JSON.stringify([state.node, state.topology, state.scan, state.pending]), 'utf8').toString('base64url')}`;
 }
 
 function decodeScanCursor(cursor: string): ScanState {
   const invalid = () => new SessionError('ESESS_INVALID_INPUT', { message: 'scan() cursor is not one this store returned', context: { store: 'redis' } });
-  if (typeof cursor !== 'string' || !cursor.startsWith('r1.')) throw invalid();
+  if (typeof cursor !== 'string' || !cursor.startsWith('r2.')) throw invalid();
   let parsed: unknown;
   try {
     parsed = JSON.parse(Buffer.from(cursor.slice(3), 'base64url').toString('utf8'));
@@ -754,10 +789,10 @@ function decodeScanCursor(cursor: string): ScanState {
     throw invalid();
   }
   if (!Array.isArray(parsed) || parsed.length !== 4) throw invalid();
-  const [node, address, scan, pending] = parsed as unknown[];
-  if (!Number.isSafeInteger(node) || (node as number) < 0 || typeof address !== 'string' || typeof scan !== 'string' || !/^\d+$/.test(scan)) throw invalid();
+  const [node, topology, scan, pending] = parsed as unknown[];
+  if (!Number.isSafeInteger(node) || (node as number) < 0 || typeof topology !== 'string' || typeof scan !== 'string' || !/^\d+$/.test(scan)) throw invalid();
   if (!Array.isArray(pending) || !pending.every((key) => typeof key === 'string' && key.length > 0 && key.length <= 512 && !/[{}]/.test(key))) throw invalid();
-  return { node: node as number, address, scan, pending: pending as string[] };
+  return { node: node as number, topology, scan, pending: pending as string[] };
 }
 
 /** The record in a session hash; null for absent or tombstone; 'corrupt' when unreadable. */
