@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import type * as Mysql from 'mysql2/promise';
 import type { Pool, PoolConnection, PoolOptions, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { configError, SessionError } from '../core/errors.js';
@@ -7,6 +7,8 @@ import { importDriver } from './driver.js';
 import { publishCorrupt } from '../core/telemetry.js';
 import type { ApplyResult, Clock, SessionDelta, SessionStore, StoreCapabilities, StoredSession, StoredSummary } from '../core/types.js';
 import { expiresAt, systemClock } from '../core/types.js';
+import { tlsFromUrl } from './tls-url.js';
+import type { UrlTls } from './tls-url.js';
 import { checkGrace, encodeFields, readSchemaVersion, readSession, schemaBehindError, toInteger } from './sql-record.js';
 
 export interface MysqlStoreOptions {
@@ -401,56 +403,17 @@ export function mysqlStore(options: MysqlStoreOptions): MysqlStore {
   return new MysqlStore(options);
 }
 
-const SSL_MODES = ['disabled', 'required', 'verify-ca', 'verify-full'] as const;
-type SslMode = (typeof SSL_MODES)[number];
-
-/**
- * The TLS query parameters of a store URL as mysql2's `ssl` option (removed from the URL):
- * `ssl-mode` (`disabled`, `required`: encrypted but unverified, `verify-ca`: the certificate
- * chains to a trusted CA, `verify-full`: and names the host; the default when any `ssl-*` is
- * given), `ssl-ca` (PEM file of the CAs to trust instead of Node's), `ssl-cert` and `ssl-key`
- * (PEM files of a client certificate). Undefined when the URL has none of them.
- */
-async function sslFromUrl(parsed: URL): Promise<PoolOptions['ssl'] | undefined> {
-  const get = (name: string): string | undefined => {
-    const values = parsed.searchParams.getAll(name);
-    parsed.searchParams.delete(name);
-    if (values.length > 1) throw configError('store', `has more than one ${name} parameter`);
-    if (values[0] === '') throw configError('store', `has an empty ${name} parameter`);
-    return values[0];
-  };
-  const modeText = get('ssl-mode')?.toLowerCase();
-  const paths = { ca: get('ssl-ca'), cert: get('ssl-cert'), key: get('ssl-key') };
-  if (modeText === undefined && paths.ca === undefined && paths.cert === undefined && paths.key === undefined) return undefined;
-  if (parsed.searchParams.has('ssl')) throw configError('store', 'cannot combine mysql2\'s ssl parameter with ssl-mode, ssl-ca, ssl-cert or ssl-key');
-  if (modeText !== undefined && !(SSL_MODES as readonly string[]).includes(modeText)) throw configError('store', `has an unknown ssl-mode (use ${SSL_MODES.join(', ')})`);
-  const mode = (modeText ?? 'verify-full') as SslMode;
-  if ((paths.cert === undefined) !== (paths.key === undefined)) throw configError('store', 'needs both ssl-cert and ssl-key for a client certificate');
-  if (mode === 'disabled') {
-    if (paths.ca !== undefined || paths.cert !== undefined) throw configError('store', 'has ssl-mode=disabled with ssl-ca, ssl-cert or ssl-key');
-    return undefined;
-  }
-  const read = async (name: string, path: string | undefined): Promise<Buffer | undefined> => {
-    if (path === undefined) return undefined;
-    try {
-      return await readFile(path);
-    } catch (error) {
-      throw configError('store', `has an ${name} file that cannot be read (${(error as { code?: string }).code ?? String(error)})`);
-    }
-  };
-  const [ca, cert, key] = await Promise.all([read('ssl-ca', paths.ca), read('ssl-cert', paths.cert), read('ssl-key', paths.key)]);
-  return {
-    ...(ca ? { ca } : {}),
-    ...(cert && key ? { cert, key } : {}),
-    rejectUnauthorized: mode !== 'required',
-    verifyIdentity: mode === 'verify-full',
-  };
+/** URL TLS settings (see `tlsFromUrl`) as mysql2's `ssl` option; undefined for none or `disabled`. */
+function mysqlSsl(settings: UrlTls | undefined): PoolOptions['ssl'] | undefined {
+  if (settings === undefined || settings.mode === 'disabled') return undefined;
+  const { mode, ...files } = settings;
+  return { ...files, rejectUnauthorized: mode !== 'required', verifyIdentity: mode === 'verify-full' };
 }
 
 /**
  * Opens a store over its own pool from a URL (`mysql://user:pass@host:3306/db`), for the
  * session service and the CLI. The query parameter `table` names the table; `ssl-mode`,
- * `ssl-ca`, `ssl-cert` and `ssl-key` set TLS (see `sslFromUrl`); the others go to mysql2.
+ * `ssl-ca`, `ssl-cert` and `ssl-key` set TLS (see `tlsFromUrl`); the others go to mysql2.
  * `options.pool.ssl` replaces the URL's TLS settings. `close()` ends the pool.
  */
 export async function openMysqlStore(url: string, options: Omit<MysqlStoreOptions, 'pool'> & { pool?: PoolOptions } = {}): Promise<MysqlStore> {
@@ -464,7 +427,15 @@ export async function openMysqlStore(url: string, options: Omit<MysqlStoreOption
   if (parsed.pathname.length <= 1) throw configError('store', 'must name a database (mysql://host:3306/DATABASE)');
   const table = parsed.searchParams.get('table') ?? options.table;
   parsed.searchParams.delete('table');
-  const ssl = await sslFromUrl(parsed);
+  const tls = await tlsFromUrl(parsed.searchParams);
+  if (tls && parsed.searchParams.has('ssl')) throw configError('store', 'cannot combine mysql2\'s ssl parameter with ssl-mode, ssl-ca, ssl-cert or ssl-key');
+  // mysql2 checks the certificate of a server reached by IP address against the name
+  // "localhost", not the address: it would accept a certificate for localhost and refuse one for
+  // the address. verify-full cannot be honoured there, so it is refused rather than weakened.
+  if (tls?.mode === 'verify-full' && isIP(parsed.hostname.replace(/^\[|\]$/g, '')) !== 0) {
+    throw configError('store', 'has ssl-mode=verify-full (the default with ssl-ca, ssl-cert or ssl-key) and an IP address as host: mysql2 cannot check a certificate against an IP address; connect by a host name the certificate names, or set ssl-mode=verify-ca');
+  }
+  const ssl = mysqlSsl(tls);
   parsed.protocol = 'mysql:';
   const mysql: typeof Mysql = await importDriver(() => import('mysql2/promise'), 'MySQL', 'mysql2');
   const createPool = mysql.createPool ?? (mysql as unknown as { default: typeof Mysql }).default.createPool;

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
 import { freePort } from './postgres-cluster.js';
-import type { TestPki } from './tls.js';
+import type { Issued, TestPki } from './tls.js';
 
 const run = promisify(execFile);
 
@@ -34,12 +34,13 @@ async function which(names: string[]): Promise<string> {
 }
 
 /**
- * A private MariaDB server on a free port of 127.0.0.1 with a certificate from the test CA and
+ * A private MariaDB server on a free port of 127.0.0.1 with a certificate from the test CA
+ * (`pki.server`, which names 127.0.0.1 and localhost, unless `certificate` is given) and
  * `require_secure_transport=ON`, in a temporary datadir. As root, the server runs as the `mysql`
  * OS user (through runuser). Setup goes through the server's own Unix socket, where the account
  * running the tests is the administrator (unix_socket authentication).
  */
-export async function startTlsMariadb(pki: TestPki): Promise<TlsMariadb> {
+export async function startTlsMariadb(pki: TestPki, certificate: Issued = pki.server): Promise<TlsMariadb> {
   const [installDb, server] = await Promise.all([which(['mariadb-install-db', 'mysql_install_db']), which(['mariadbd', 'mysqld'])]);
   const dir = await mkdtemp(join(tmpdir(), 'es-mariadb-tls-'));
   const data = join(dir, 'data');
@@ -83,7 +84,7 @@ export async function startTlsMariadb(pki: TestPki): Promise<TlsMariadb> {
       owner = { uid: Number(uid), gid: Number(gid) };
       await chown(dir, owner.uid, owner.gid);
     }
-    const files: Record<string, string> = { 'ca.crt': pki.ca.certPath, 'server.crt': pki.server.certPath, 'server.key': pki.server.keyPath };
+    const files: Record<string, string> = { 'ca.crt': pki.ca.certPath, 'server.crt': certificate.certPath, 'server.key': certificate.keyPath };
     for (const [name, from] of Object.entries(files)) {
       const to = join(dir, name);
       await copyFile(from, to);

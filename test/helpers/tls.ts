@@ -52,11 +52,23 @@ function makeLeaf(dir: string, name: string, ca: string, extensions: string): Is
   return issued(dir, name);
 }
 
+function serverExtensions(subjectAltNames: readonly string[]): string {
+  return `subjectAltName=${subjectAltNames.join(',')}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`;
+}
+
+/**
+ * Another server certificate from the test CA of `pki`, naming exactly `subjectAltNames`
+ * (`'DNS:localhost'`, `'IP:127.0.0.1'`), for host-name checks. Written to `pki.dir` as NAME.crt/.key.
+ */
+export function issueServerCertificate(pki: TestPki, name: string, subjectAltNames: readonly string[]): Issued {
+  return makeLeaf(pki.dir, name, 'test-ca', serverExtensions(subjectAltNames));
+}
+
 /** A private certificate authority made by the test, with server and client certificates. */
 export function createTestPki(): TestPki {
   const dir = mkdtempSync(join(tmpdir(), 'elastic-session-pki-'));
   const ca = makeCa(dir, 'test-ca');
-  const server = makeLeaf(dir, 'server', 'test-ca', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n');
+  const server = makeLeaf(dir, 'server', 'test-ca', serverExtensions(['IP:127.0.0.1', 'DNS:localhost']));
   const client = makeLeaf(dir, 'client', 'test-ca', 'extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n');
   const rogueCa = makeCa(dir, 'rogue-ca');
   const rogueClient = makeLeaf(dir, 'rogue-client', 'rogue-ca', 'extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n');
