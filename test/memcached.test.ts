@@ -2,17 +2,20 @@ import { randomBytes } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
 import memjs from 'memjs';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { storeKeyOf } from '../src/core/ids.js';
 import { SessionManager } from '../src/core/manager.js';
 import { formatStamp } from '../src/core/hlc.js';
 import { CHANNELS } from '../src/core/telemetry.js';
 import type { StoredField, StoredSession } from '../src/core/types.js';
 import { TOMBSTONE_GRACE_MS } from '../src/core/types.js';
+import { canScan, encryptedStore, generateEncryptionKey, reencryptAll } from '../src/stores/encrypted.js';
 import { memcachedStore, openMemcachedStore } from '../src/stores/memcached.js';
-import type { MemjsClient } from '../src/stores/memcached.js';
+import type { MemcachedStore, MemjsClient } from '../src/stores/memcached.js';
 import { runStoreConformance } from '../src/testing/index.js';
 import { startMemcached } from './helpers/memcached.js';
 import type { TestMemcached } from './helpers/memcached.js';
 import { freePort } from './helpers/postgres-cluster.js';
+import { runCli } from './helpers/service.js';
 
 let server: TestMemcached;
 let raw: memjs.Client;
@@ -204,4 +207,150 @@ describe('memcached store', () => {
     expect(() => memcachedStore({ client: raw, prefix: 'has space' })).toThrow(/"prefix"/);
     expect(() => memcachedStore({ client: {} as MemjsClient })).toThrow(/"client"/);
   });
+});
+
+/** Every key of a walk in pages of `limit`, in the order returned. */
+async function walk(store: MemcachedStore, limit: number): Promise<string[]> {
+  const scan = store.scan;
+  if (!scan) throw new Error('the store has no scan()');
+  const keys: string[] = [];
+  let cursor: string | null = null;
+  do {
+    const page: { keys: string[]; cursor: string | null } = await scan(cursor, limit);
+    expect(page.keys.length).toBeLessThanOrEqual(limit);
+    keys.push(...page.keys);
+    cursor = page.cursor;
+  } while (cursor !== null);
+  return keys;
+}
+
+describe('memcached scan() (lru_crawler metadump)', () => {
+  const silent = { logger: { log: () => undefined } };
+  const prefix = () => `scan-${randomBytes(4).toString('hex')}:`;
+
+  it('walks the live sessions of every server of the client, each once, in key order, only under its prefix', async () => {
+    const second = await startMemcached();
+    const both = memjs.Client.create(`127.0.0.1:${server.port},127.0.0.1:${second.port}`, silent);
+    try {
+      const own = prefix();
+      const store = memcachedStore({ client: both, prefix: own });
+      const now = Date.now();
+      // Six keys that memjs's hashing puts on each server.
+      const perServer: string[][] = [[], []];
+      while (perServer.some((keys) => keys.length < 6)) {
+        const k = key();
+        perServer[Number(both.getServer(`${own}${k}`))]?.push(k);
+      }
+      const written = perServer.flatMap((keys) => keys.slice(0, 6));
+      for (const k of written) await store.create(k, record(now));
+      const destroyed = key();
+      await store.create(destroyed, record(now));
+      await store.destroy(destroyed, TOMBSTONE_GRACE_MS);
+      await memcachedStore({ client: both, prefix: prefix() }).create(key(), record(now));
+      expect((await raw.get(`${own}${perServer[1]?.[0]}`)).value, 'the second server holds keys the first does not').toBeNull();
+
+      expect(await walk(store, 5)).toEqual([...written].sort());
+    } finally {
+      both.close();
+      await second.stop();
+    }
+  });
+
+  it('dumps once per walk: a walk does not see keys added after it started, a cursor taken to another store re-dumps and continues after its last key', async () => {
+    const own = prefix();
+    const first = memcachedStore({ client: raw, prefix: own });
+    const now = Date.now();
+    const before = Array.from({ length: 10 }, () => `a${key()}`).sort();
+    for (const k of before) await first.create(k, record(now));
+    const page = await first.scan!(null, 4);
+    expect(page.keys).toEqual(before.slice(0, 4));
+    const added = `z${key()}`;
+    await first.create(added, record(now));
+
+    const rest = await first.scan!(page.cursor, 100);
+    expect(rest, 'the walk goes on over its own dump').toEqual({ keys: before.slice(4), cursor: null });
+
+    const other = memcachedStore({ client: raw, prefix: own });
+    const elsewhere = await other.scan!(page.cursor, 100);
+    expect(elsewhere, 'a new dump, continued after the last key of the page').toEqual({ keys: [...before.slice(4), added], cursor: null });
+  });
+
+  it('refuses a cursor it did not return and a limit that is not a positive integer (ESESS_INVALID_INPUT)', async () => {
+    const store = memcachedStore({ client: raw });
+    await expect(store.scan!('r1.abc', 10)).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
+    await expect(store.scan!(`mc1.${Buffer.from('[1,2]').toString('base64url')}`, 10)).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
+    await expect(store.scan!(null, 0)).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
+  });
+
+  it('has no scan() when it cannot dump: a client without a server list, or with SASL (memcached then has no text protocol)', () => {
+    expect(canScan(memcachedStore({ client: raw }))).toBe(true);
+    expect(canScan(memcachedStore({ client: interfered() }))).toBe(false);
+    const sasl = memjs.Client.create(`user:secret@127.0.0.1:${server.port}`, silent);
+    try {
+      const store = memcachedStore({ client: sasl });
+      expect(store.scan).toBeUndefined();
+      expect(canScan(store)).toBe(false);
+    } finally {
+      sasl.close();
+    }
+  });
+
+  it('a server without the LRU crawler makes scan() fail with ESESS_UNSUPPORTED saying what it needs', async () => {
+    const own = await startMemcached({ args: ['-o', 'no_lru_crawler'] });
+    const store = await openMemcachedStore(own.url);
+    try {
+      await store.create(key(), record(Date.now()));
+      await expect(store.scan!(null, 10)).rejects.toMatchObject({ code: 'ESESS_UNSUPPORTED', context: { store: 'memcached', operation: 'scan' }, message: expect.stringMatching(/lru crawler disabled.*1\.4\.31/) as unknown });
+    } finally {
+      await store.close();
+      await own.stop();
+    }
+  });
+
+  it('an unreachable server makes scan() fail with ESESS_STORE_UNAVAILABLE', async () => {
+    const store = await openMemcachedStore(`memcached://127.0.0.1:${await freePort()}`);
+    try {
+      await expect(store.scan!(null, 10)).rejects.toMatchObject({ code: 'ESESS_STORE_UNAVAILABLE', retriable: true, context: { store: 'memcached', operation: 'scan' } });
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('elastic-session reencrypt over Memcached', () => {
+  it('re-encrypts every live session under the new key, walking the servers with metadump; the old key can then go', async () => {
+    const url = `${server.url}?prefix=${encodeURIComponent(`re-${randomBytes(4).toString('hex')}:`)}`;
+    const oldKey = generateEncryptionKey('old');
+    const newKey = generateEncryptionKey('new');
+    const secrets = ['memcached-reencrypt-secret-0123456789abcdef'];
+    const inner = await openMemcachedStore(url);
+    try {
+      const before = new SessionManager({ store: encryptedStore(inner, { keys: [oldKey] }), secrets });
+      const ids: string[] = [];
+      for (let i = 0; i < 30; i++) {
+        const session = before.create({ data: { i, text: `value-${i}` } });
+        await before.save(session);
+        ids.push(session.id);
+      }
+      const gone = before.create({ data: { i: -1 } });
+      await before.save(gone);
+      await before.destroy(gone);
+
+      const result = await runCli(['reencrypt', '--store', url], { env: { ELASTIC_SESSION_ENCRYPTION_KEYS: `${newKey},${oldKey}` } });
+      expect(result.code, result.stderr).toBe(0);
+      expect(JSON.parse(result.stdout)).toMatchObject({ rewritten: 30, fields: 60, keyId: 'new' });
+
+      for (const id of ids) {
+        const stored = await inner.load(storeKeyOf(id));
+        expect(Object.keys(stored?.fields ?? {})).toHaveLength(2);
+        for (const field of Object.values(stored?.fields ?? {})) expect(field.value?.split('.')[1]).toBe('new');
+      }
+      const rotated = encryptedStore(inner, { keys: [newKey, oldKey] });
+      expect(await reencryptAll(rotated, { batch: 7 }), 'a second walk, in pages of 7, finds nothing left').toMatchObject({ rewritten: 0, fields: 0 });
+      const after = new SessionManager({ store: encryptedStore(inner, { keys: [newKey] }), secrets });
+      for (const [i, id] of ids.entries()) expect((await after.load(id))?.get('text')).toBe(`value-${i}`);
+    } finally {
+      await inner.close();
+    }
+  }, 60_000);
 });

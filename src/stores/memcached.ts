@@ -1,13 +1,33 @@
+import { randomBytes } from 'node:crypto';
+import { connect as netConnect, isIP } from 'node:net';
+import type { Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import type { ConnectionOptions, TLSSocket } from 'node:tls';
 import type * as Memjs from 'memjs';
 import type { Client, ClientOptions, ServerOptions } from 'memjs';
 import { configError, SessionError } from '../core/errors.js';
 import { importDriver } from './driver.js';
+import { nodeTlsOptions, secureContext, tlsFromUrl } from './tls-url.js';
 import { publishConflict, publishCorrupt } from '../core/telemetry.js';
 import type { ApplyResult, Clock, SessionDelta, SessionStore, StoreCapabilities, StoredField, StoredSession, StoredSummary } from '../core/types.js';
 import { expiresAt, systemClock } from '../core/types.js';
 
-/** What the store uses of a memjs Client; any serializer works, the store bypasses it. */
-export type MemjsClient = Pick<Client<never, unknown>, 'perform' | 'incrSeq' | 'seq'>;
+/** A server of a memjs Client as `scan()` reaches it for its key dump (memjs's `Server` is one). */
+export interface MemcachedServerAddress {
+  readonly host: string;
+  readonly port: number;
+  /** SASL credentials: memcached then speaks only the binary protocol, which cannot dump keys. */
+  readonly username?: string | undefined;
+  readonly password?: string | undefined;
+  /** A new connection as the client makes them (TLS for servers of `memcachedTlsClient`); plain TCP when absent. */
+  openSocket?(): Socket;
+}
+
+/**
+ * What the store uses of a memjs Client; any serializer works, the store bypasses it. With
+ * `servers` (every memjs Client has them) the store can `scan()`; without, it has no `scan`.
+ */
+export type MemjsClient = Pick<Client<never, unknown>, 'perform' | 'incrSeq' | 'seq'> & { readonly servers?: readonly MemcachedServerAddress[] };
 
 export interface MemcachedStoreOptions {
   /** A memjs Client. The application owns it: `close()` leaves it open. */
@@ -33,6 +53,14 @@ const RELATIVE_LIMIT_SECONDS = 30 * 24 * 3600;
 /** Item header, CAS and suffix bytes memcached keeps beside key and value. */
 const ITEM_OVERHEAD = 64;
 const MAX_KEY_BYTES = 250;
+/** Walks whose key lists a store keeps at once (a walk's list goes when its last page is served). */
+const MAX_WALKS = 4;
+const SCAN_CURSOR_PREFIX = 'mc1.';
+/** A dump connection with no data for this long fails (it covers connecting and the TLS handshake too). */
+const DUMP_IDLE_TIMEOUT_MS = 10_000;
+/** memcached runs one LRU crawl at a time and answers BUSY meanwhile (its own expiry crawls too). */
+const DUMP_BUSY_ATTEMPTS = 50;
+const DUMP_BUSY_WAIT_MS = 100;
 
 /** A live session as stored: short names keep items small. Fields are `[value, stamp]`. */
 interface LiveRecord {
@@ -53,6 +81,12 @@ interface Reply {
   value: Buffer;
 }
 
+/** A page of `scan()`. */
+export interface MemcachedScanPage {
+  keys: string[];
+  cursor: string | null;
+}
+
 /**
  * Sessions in Memcached: one item per session holding the whole record as JSON. Memcached has
  * no server-side merge, so a delta is a bounded compare-and-swap loop (`get` with its CAS
@@ -61,11 +95,27 @@ interface Reply {
  *
  * Memcached is a cache: under memory pressure it evicts items, live sessions and tombstones
  * alike. An evicted session is simply gone (deltas never recreate it). It has no user index.
+ *
+ * `scan()` (for `elastic-session reencrypt`) exists when the client lists its servers and none
+ * uses SASL: it reads `lru_crawler metadump all` of every server (memcached 1.4.31 or later with
+ * the LRU crawler, on by default since 1.5) on a short-lived connection of its own, plain or TLS
+ * like the client's. A dump is a snapshot: items written after it started may be missed (a
+ * second walk finds them). The store keeps a walk's sorted key list (about 100 bytes a key)
+ * until the walk ends, so a walk costs one dump per server; a cursor from another process or
+ * store re-dumps and continues after the last key it returned.
  */
 export class MemcachedStore implements SessionStore {
   readonly name = STORE;
   readonly capabilities: StoreCapabilities = { nativeTtl: true, cas: true, userIndex: false, sweep: false };
+  /**
+   * Up to `limit` keys of live sessions after `cursor`, in key order, and the next cursor (null
+   * when the walk is done); pages may hold fewer keys. Absent when the servers cannot be dumped.
+   */
+  readonly scan?: (cursor: string | null, limit: number) => Promise<MemcachedScanPage>;
   readonly #client: MemjsClient;
+  readonly #servers: readonly MemcachedServerAddress[];
+  /** Walk ID → the store keys its dump found, sorted. */
+  readonly #walks = new Map<string, string[]>();
   readonly #prefix: string;
   readonly #maxAttempts: number;
   readonly #maxItemBytes: number;
@@ -88,14 +138,13 @@ export class MemcachedStore implements SessionStore {
     this.#maxItemBytes = maxItemBytes;
     this.#clock = options.clock ?? systemClock;
     this.#onClose = onClose;
+    const servers = options.client.servers;
+    this.#servers = Array.isArray(servers) && servers.length > 0 && servers.every(canDump) ? servers : [];
+    if (this.#servers.length > 0) this.scan = (cursor, limit) => this.#scan(cursor, limit);
   }
 
   async load(key: string): Promise<StoredSession | null> {
-    const item = this.#key(key);
-    const reply = await this.#send('load', OP.get, item);
-    if (reply.status === STATUS.notFound) return null;
-    const record = this.#decode(reply.value);
-    return record.kind === 'live' && this.#isLive(record.session) ? record.session : null;
+    return this.#live('load', key);
   }
 
   async create(key: string, session: StoredSession): Promise<boolean> {
@@ -162,7 +211,7 @@ export class MemcachedStore implements SessionStore {
     }
   }
 
-  /** Memcached cannot enumerate keys, so this store keeps no user index. */
+  /** Memcached has no index to find a user's sessions by, so this store refuses user calls. */
   async listByUser(_userId: string): Promise<StoredSummary[]> {
     throw this.#unsupported('listByUser');
   }
@@ -180,7 +229,44 @@ export class MemcachedStore implements SessionStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.#walks.clear();
     this.#onClose?.();
+  }
+
+  async #scan(cursor: string | null, limit: number): Promise<MemcachedScanPage> {
+    this.#open();
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new SessionError('ESESS_INVALID_INPUT', { message: 'scan() limit must be a positive integer', context: { store: STORE } });
+    const { walk, after } = cursor === null ? { walk: randomBytes(12).toString('base64url'), after: null } : decodeScanCursor(cursor);
+    const keys = this.#walks.get(walk) ?? this.#remember(walk, await this.#dump());
+    const start = after === null ? 0 : firstAfter(keys, after);
+    const batch = keys.slice(start, start + limit);
+    const live = await Promise.all(batch.map(async (key) => (await this.#live('scan', key, false)) !== null));
+    const page = batch.filter((_, i) => live[i]);
+    if (start + batch.length >= keys.length) {
+      this.#walks.delete(walk);
+      return { keys: page, cursor: null };
+    }
+    return { keys: page, cursor: encodeScanCursor(walk, batch[batch.length - 1] as string) };
+  }
+
+  /** The store keys of every server's dump, without duplicates (an item may sit on two servers after a failover), sorted. */
+  async #dump(): Promise<string[]> {
+    const lists = await Promise.all(this.#servers.map((server) => dumpKeys(server, this.#prefix)));
+    return [...new Set(lists.flat())].sort();
+  }
+
+  #remember(walk: string, keys: string[]): string[] {
+    this.#walks.set(walk, keys);
+    if (this.#walks.size > MAX_WALKS) this.#walks.delete(this.#walks.keys().next().value as string);
+    return keys;
+  }
+
+  /** The live session under `key`, or null; `count`: whether an unreadable item is published as corrupt. */
+  async #live(operation: string, key: string, count = true): Promise<StoredSession | null> {
+    const reply = await this.#send(operation, OP.get, this.#key(key));
+    if (reply.status === STATUS.notFound) return null;
+    const record = this.#decode(reply.value, count);
+    return record.kind === 'live' && this.#isLive(record.session) ? record.session : null;
   }
 
   #open(): void {
@@ -283,12 +369,56 @@ export function memcachedStore(options: MemcachedStoreOptions): MemcachedStore {
   return new MemcachedStore(options);
 }
 
+/** Options of `memcachedTlsClient`: memjs's client and server options, and TLS. */
+export interface MemcachedTlsClientOptions extends ClientOptions, ServerOptions {
+  /**
+   * `tls.connect` options for every connection to every server, e.g. `{ ca }` to trust a private
+   * CA and `cert` and `key` for a client certificate (mutual TLS). The server certificate must
+   * chain to a trusted CA (`rejectUnauthorized` stays true unless you set it) and name the host
+   * as written in the server list (Node's `checkServerIdentity`); SNI names that host unless it
+   * is an IP address or `servername` is given. Checked here: unusable PEM is ESESS_CONFIG.
+   */
+  tls: ConnectionOptions;
+}
+
+/**
+ * A memjs Client whose connections are all TLS (memjs itself only speaks plain TCP), for
+ * memcached 1.6 started with `-Z` (TLS). `servers` is memjs's list, `[user:pass@]host[:port],...`.
+ * A failed handshake (untrusted or misnamed server certificate, refused client certificate)
+ * fails the operation like any connection failure (ESESS_STORE_UNAVAILABLE through the store);
+ * nothing ever falls back to plain TCP. The store's `scan()` dumps keys over TLS too.
+ *
+ * @example
+ * const client = await memcachedTlsClient('cache1:11211,cache2:11211', { tls: { ca: readFileSync('ca.pem') } });
+ * const store = memcachedStore({ client });
+ */
+export async function memcachedTlsClient(servers: string, options: MemcachedTlsClientOptions): Promise<Client> {
+  if (typeof servers !== 'string' || servers.trim() === '') throw configError('servers', 'must list servers as host:port, separated by commas');
+  if (typeof options?.tls !== 'object' || options.tls === null) throw configError('tls', 'must be tls.connect options such as { ca }');
+  const { tls, ...clientOptions } = options;
+  const settings = { ...tls, secureContext: tls.secureContext ?? secureContext(tls, 'tls') };
+  const memjs = await loadMemjs();
+  const TlsServer = tlsServerClass(memjs.Server);
+  // memjs parses the list; its plain servers are read, never connected.
+  const parsed = memjs.Client.create(servers, clientOptions).servers;
+  return new memjs.Client(parsed.map((server) => new TlsServer(server.host, server.port, server.username, server.password, clientOptions, settings)), clientOptions);
+}
+
 /**
  * Opens a store over its own memjs client from a URL: `memcached://host:port,host:port`
  * (optionally `user:pass@` before the hosts for SASL, and `?prefix=` to change the key prefix).
  * Keys are spread over the servers by memjs's hashing. `close()` closes the client.
+ *
+ * TLS: `ssl-mode` (`disabled`, `required`: encrypted but unverified, `verify-ca`: the
+ * certificate chains to a trusted CA, `verify-full`: and names the host; the default when any
+ * `ssl-*` is given), `ssl-ca` (PEM file of the CAs to trust instead of Node's), `ssl-cert` and
+ * `ssl-key` (PEM files of a client certificate), as for MySQL. `options.client.tls` (tls.connect
+ * options) replaces them.
+ *
+ * @example
+ * await openMemcachedStore('memcached://cache1:11211,cache2:11211?ssl-ca=/etc/ssl/cache-ca.pem');
  */
-export async function openMemcachedStore(url: string, options: Omit<MemcachedStoreOptions, 'client'> & { client?: ClientOptions & ServerOptions } = {}): Promise<MemcachedStore> {
+export async function openMemcachedStore(url: string, options: Omit<MemcachedStoreOptions, 'client'> & { client?: ClientOptions & ServerOptions & { tls?: ConnectionOptions } } = {}): Promise<MemcachedStore> {
   const match = /^memcached:\/\/([^/?#]+)\/?(?:\?([^#]*))?$/i.exec(url);
   if (!match?.[1]) throw configError('store', 'must be a memcached://host:port[,host:port...] URL');
   const servers = match[1].split(',');
@@ -297,10 +427,12 @@ export async function openMemcachedStore(url: string, options: Omit<MemcachedSto
   }
   const query = new URLSearchParams(match[2] ?? '');
   const prefix = query.get('prefix') ?? options.prefix;
-  const memjs: typeof Memjs = await importDriver(() => import('memjs'), 'Memcached', 'memjs');
-  const Client = memjs.Client ?? (memjs as unknown as { default: typeof Memjs }).default.Client;
+  const fromUrl = await tlsFromUrl(query);
+  const { tls: given, ...clientOptions } = options.client ?? {};
+  const tls = given ?? (fromUrl && nodeTlsOptions(fromUrl));
   // Failures reach the caller as typed errors, so memjs's own console logging is turned off.
-  const client = Client.create(servers.join(','), { timeout: 1, conntimeout: 2, keepAlive: true, logger: { log: () => undefined }, ...options.client });
+  const settings = { timeout: 1, conntimeout: 2, keepAlive: true, logger: { log: () => undefined }, ...clientOptions };
+  const client = tls ? await memcachedTlsClient(servers.join(','), { ...settings, tls }) : (await loadMemjs()).Client.create(servers.join(','), settings);
   const { client: _ignored, ...rest } = options;
   try {
     return new MemcachedStore({ ...rest, client, ...(prefix === null || prefix === undefined ? {} : { prefix }) }, () => client.close());
@@ -308,6 +440,176 @@ export async function openMemcachedStore(url: string, options: Omit<MemcachedSto
     client.close();
     throw error;
   }
+}
+
+async function loadMemjs(): Promise<typeof Memjs> {
+  const memjs: typeof Memjs = await importDriver(() => import('memjs'), 'Memcached', 'memjs');
+  return memjs.Client ? memjs : (memjs as unknown as { default: typeof Memjs }).default;
+}
+
+/** The memjs 1.3 Server state that `sock` below manages (its types mark it read-only or leave it out). */
+interface ServerState {
+  _socket?: Socket;
+  connected: boolean;
+  timeoutSet: boolean;
+  connectCallbacks: ((socket: Socket) => void)[];
+  options: { conntimeout: number; keepAlive: boolean; keepAliveDelay: number };
+}
+
+/** A memjs Server over TLS; the class extends the memjs that was loaded, so it is made at run time. */
+function tlsServerClass(Server: typeof Memjs.Server) {
+  return class TlsServer extends Server {
+    readonly #tls: ConnectionOptions;
+
+    constructor(host: string, port: number, username: string | undefined, password: string | undefined, options: ServerOptions, tls: ConnectionOptions) {
+      super(host, port, username, password, options);
+      this.#tls = tls;
+    }
+
+    openSocket(): TLSSocket {
+      const sni = this.#tls.servername === undefined && isIP(this.host) === 0 ? { servername: this.host } : {};
+      return tlsConnect({ ...this.#tls, ...sni, host: this.host, port: this.port });
+    }
+
+    /**
+     * memjs has no TLS hook: its `sock` calls `net.connect` itself. A new connection is made here
+     * as memjs 1.3 makes it (server.js, `sock`, first case) but with `openSocket`; an existing one
+     * goes to memjs. Unlike memjs, a connection the server closes without an error fails the
+     * requests waiting on it (memjs would leave them waiting for ever).
+     */
+    override sock(sasl: boolean, go: (socket: Socket) => void): void {
+      const state = this as unknown as ServerState;
+      if (state._socket) return super.sock(sasl, go);
+      const socket = this.openSocket();
+      state.connected = false;
+      state._socket = socket;
+      socket.once('secureConnect', () => {
+        this.once('authenticated', () => {
+          if (state._socket !== socket) return;
+          state.connected = true;
+          socket.setTimeout(0);
+          state.timeoutSet = false;
+          go(socket);
+          for (const callback of state.connectCallbacks) callback(socket);
+          state.connectCallbacks = [];
+        });
+        socket.on('data', (data: Buffer) => this.responseHandler(data));
+        if (this.username && this.password) this.listSasl();
+        else this.emit('authenticated');
+      });
+      socket.on('error', (error) => this.error(error));
+      socket.on('close', () => {
+        if (state._socket !== socket) return;
+        state.connected = false;
+        state.timeoutSet = false;
+        delete state._socket;
+        this.error(new Error('memcached closed the connection'));
+      });
+      state.timeoutSet = true;
+      socket.setTimeout(state.options.conntimeout * 1000, () => {
+        state.timeoutSet = false;
+        if (!state.connected) this.error(new Error('socket timed out connecting to server.'));
+      });
+      socket.setKeepAlive(state.options.keepAlive, state.options.keepAliveDelay * 1000);
+    }
+  };
+}
+
+/** Whether `scan()` can dump this server: it has an address and no SASL (which disables memcached's text protocol). */
+function canDump(server: MemcachedServerAddress): boolean {
+  return typeof server?.host === 'string' && Number.isInteger(server.port) && !(server.username && server.password);
+}
+
+/** The store keys (item keys under `prefix`, without it) in one server's `lru_crawler metadump all`. */
+async function dumpKeys(server: MemcachedServerAddress, prefix: string): Promise<string[]> {
+  for (let attempt = 1; ; attempt++) {
+    const keys = await metadump(server, prefix);
+    if (keys !== 'busy') return keys;
+    if (attempt >= DUMP_BUSY_ATTEMPTS) {
+      throw new SessionError('ESESS_STORE_UNAVAILABLE', { message: 'Memcached kept answering BUSY to lru_crawler metadump (another crawl is running); try again', context: { store: STORE, operation: 'scan' } });
+    }
+    await new Promise((resolve) => setTimeout(resolve, DUMP_BUSY_WAIT_MS));
+  }
+}
+
+/** One metadump on a connection of its own: the keys, or 'busy' when another crawl runs. */
+function metadump(server: MemcachedServerAddress, prefix: string): Promise<string[] | 'busy'> {
+  return new Promise((resolve, reject) => {
+    const socket = server.openSocket?.() ?? netConnect(server.port, server.host);
+    const keys: string[] = [];
+    let buffered = '';
+    let settled = false;
+    const settle = (outcome: () => void): void => {
+      if (settled) return;
+      settled = true;
+      socket.destroy();
+      outcome();
+    };
+    const unavailable = (cause: Error) => settle(() => reject(new SessionError('ESESS_STORE_UNAVAILABLE', { cause, context: { store: STORE, operation: 'scan' } })));
+    socket.setTimeout(DUMP_IDLE_TIMEOUT_MS, () => unavailable(new Error('lru_crawler metadump timed out')));
+    socket.on('error', unavailable);
+    socket.on('close', () => unavailable(new Error('memcached closed the connection before the end of the dump')));
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('latin1');
+      let start = 0;
+      // Key lines end with \n, memcached's own answers (END, BUSY, errors) with \r\n.
+      for (let end = buffered.indexOf('\n'); end >= 0 && !settled; end = buffered.indexOf('\n', start)) {
+        const line = buffered.slice(start, buffered[end - 1] === '\r' ? end - 1 : end);
+        start = end + 1;
+        const encoded = /^key=(\S+)/.exec(line)?.[1];
+        if (line === 'END') settle(() => resolve(keys));
+        else if (encoded !== undefined) {
+          const item = decodeItemKey(encoded);
+          if (item?.startsWith(prefix)) keys.push(item.slice(prefix.length));
+        } else if (line.startsWith('BUSY') || line.startsWith('NOTSTARTED')) settle(() => resolve('busy'));
+        else {
+          const message = `Memcached cannot list its keys (it answered "${line.slice(0, 80)}" to lru_crawler metadump): scan() needs memcached 1.4.31 or later with the LRU crawler enabled`;
+          settle(() => reject(new SessionError('ESESS_UNSUPPORTED', { message, context: { store: STORE, operation: 'scan' } })));
+        }
+      }
+      buffered = buffered.slice(start);
+    });
+    socket.write('lru_crawler metadump all\r\n');
+  });
+}
+
+/** metadump URL-encodes keys. */
+function decodeItemKey(text: string): string | null {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return null;
+  }
+}
+
+/** The index of the first key after `key` in sorted `keys`. */
+function firstAfter(keys: readonly string[], key: string): number {
+  let low = 0;
+  let high = keys.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((keys[middle] as string) <= key) low = middle + 1;
+    else high = middle;
+  }
+  return low;
+}
+
+function encodeScanCursor(walk: string, last: string): string {
+  return `${SCAN_CURSOR_PREFIX}${Buffer.from(JSON.stringify([walk, last]), 'utf8').toString('base64url')}`;
+}
+
+function decodeScanCursor(cursor: string): { walk: string; after: string } {
+  const invalid = () => new SessionError('ESESS_INVALID_INPUT', { message: 'scan() cursor is not one this store returned', context: { store: STORE } });
+  if (typeof cursor !== 'string' || !cursor.startsWith(SCAN_CURSOR_PREFIX)) throw invalid();
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor.slice(SCAN_CURSOR_PREFIX.length), 'base64url').toString('utf8'));
+  } catch {
+    throw invalid();
+  }
+  if (!Array.isArray(parsed) || parsed.length !== 2 || !parsed.every((part) => typeof part === 'string' && part.length > 0)) throw invalid();
+  const [walk, after] = parsed as [string, string];
+  return { walk, after };
 }
 
 function readReply(response: unknown): Reply | null {

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { connect } from 'node:net';
 import { freePort } from './postgres-cluster.js';
+import type { Issued } from './tls.js';
 
 export interface TestMemcached {
   port: number;
@@ -9,14 +10,31 @@ export interface TestMemcached {
   stop: () => Promise<void>;
 }
 
+export interface MemcachedOptions {
+  /** `-I`: the item size limit. */
+  itemSize?: string;
+  port?: number;
+  /** Speak only TLS (`-Z`, memcached built with TLS) with this certificate and key. */
+  tls?: Issued;
+  /** With `tls`: require client certificates from this CA (`ssl_verify_mode=2`). */
+  clientCa?: Issued;
+  /** More command-line arguments. */
+  args?: readonly string[];
+}
+
 /**
  * A private `memcached` on a free loopback port (or `port`; UDP off), stopped by `stop()`.
- * `itemSize` is `-I` (the item size limit). Fails with a message saying how to install it when missing.
+ * Fails with a message saying how to install it when missing. As root it runs as `nobody`; it
+ * reads the TLS files before switching, so they may stay private to root.
  */
-export async function startMemcached(options: { itemSize?: string; port?: number } = {}): Promise<TestMemcached> {
+export async function startMemcached(options: MemcachedOptions = {}): Promise<TestMemcached> {
   const port = options.port ?? (await freePort());
-  const args = ['-p', String(port), '-U', '0', '-l', '127.0.0.1', '-m', '64'];
+  const args = ['-p', String(port), '-U', '0', '-l', '127.0.0.1', '-m', '64', ...(options.args ?? [])];
   if (options.itemSize) args.push('-I', options.itemSize);
+  if (options.tls) {
+    const clientCa = options.clientCa ? `,ssl_ca_cert=${options.clientCa.certPath},ssl_verify_mode=2` : '';
+    args.push('-Z', '-o', `ssl_chain_cert=${options.tls.certPath},ssl_key=${options.tls.keyPath}${clientCa}`);
+  }
   // memcached refuses to run as root without naming a user to switch to.
   if (process.getuid?.() === 0) args.push('-u', 'nobody');
   const child: ChildProcess = spawn(process.env.ES_TEST_MEMCACHED ?? 'memcached', args, { stdio: ['ignore', 'ignore', 'pipe'] });
