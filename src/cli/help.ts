@@ -133,7 +133,8 @@ walk finds nothing left (at most 3 walks). Safe while the service runs: a rewrit
 overwrites a newer write. Prints progress on stderr and
 {"scanned","rewritten","fields","passes","clean","keyId"} on stdout. Exit 0 (clean: the old key
 can be removed) or 1 (old-key values kept appearing: is every instance on the new key?).
-Needs a store that can be walked (memory, SQLite, Redis, PostgreSQL, MySQL).
+Walks memory, SQLite, PostgreSQL, MySQL, Redis (a walk refuses to end across a failover or a
+resharding: run it again after) and Memcached (a dump of its keys; not with SASL).
 
 Options:
 ${STORE_OPTION}
