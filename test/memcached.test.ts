@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import memjs from 'memjs';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { storeKeyOf } from '../src/core/ids.js';
@@ -223,6 +225,23 @@ async function walk(store: MemcachedStore, limit: number): Promise<string[]> {
   } while (cursor !== null);
   return keys;
 }
+
+describe('memcached connections', () => {
+  it('a request in flight when the server closes the connection fails with ESESS_STORE_UNAVAILABLE instead of waiting for ever', async () => {
+    // A real memcached cannot be made to close a connection with a request in flight at a chosen
+    // moment; this server does it on the first request (plain memjs would wait for ever).
+    const closing = createServer((socket) => socket.once('data', () => socket.end()));
+    await new Promise<void>((resolve) => closing.listen(0, '127.0.0.1', resolve));
+    const { port } = closing.address() as AddressInfo;
+    const store = await openMemcachedStore(`memcached://127.0.0.1:${port}`, { client: { retries: 1 } });
+    try {
+      await expect(store.load('k'.repeat(43))).rejects.toMatchObject({ code: 'ESESS_STORE_UNAVAILABLE', context: { store: 'memcached', operation: 'load' } });
+    } finally {
+      await store.close();
+      await new Promise((resolve) => closing.close(resolve));
+    }
+  });
+});
 
 describe('memcached scan() (lru_crawler metadump)', () => {
   const silent = { logger: { log: () => undefined } };

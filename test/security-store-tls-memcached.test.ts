@@ -6,7 +6,7 @@ import type memjs from 'memjs';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SessionError } from '../src/core/errors.js';
 import { SessionManager } from '../src/core/manager.js';
-import { memcachedStore, memcachedTlsClient, openMemcachedStore } from '../src/stores/memcached.js';
+import { memcachedStore, memcachedClient, openMemcachedStore } from '../src/stores/memcached.js';
 import { runStoreConformance } from '../src/testing/index.js';
 import { startMemcached } from './helpers/memcached.js';
 import type { TestMemcached } from './helpers/memcached.js';
@@ -52,7 +52,7 @@ beforeAll(async () => {
     startMemcached({ tls: onlyIp }),
     startMemcached(),
   ]);
-  client = await memcachedTlsClient(`127.0.0.1:${server.port}`, { tls: { ca: pki.ca.cert }, ...silent });
+  client = await memcachedClient(`127.0.0.1:${server.port}`, { tls: { ca: pki.ca.cert }, ...silent });
 }, 60_000);
 
 afterAll(async () => {
@@ -152,9 +152,9 @@ describe('store connections over TLS (Memcached ssl-mode)', () => {
     }
   });
 
-  it('memcachedTlsClient() passes mutual TLS to the store, its key walk included; scan() over an untrusted server fails', async () => {
-    const mtls = await memcachedTlsClient(`127.0.0.1:${mutual.port}`, { tls: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key }, ...silent });
-    const rogue = await memcachedTlsClient(`127.0.0.1:${server.port}`, { tls: { ca: pki.rogueCa.cert }, ...silent });
+  it('memcachedClient() passes mutual TLS to the store, its key walk included; scan() over an untrusted server fails', async () => {
+    const mtls = await memcachedClient(`127.0.0.1:${mutual.port}`, { tls: { ca: pki.ca.cert, cert: pki.client.cert, key: pki.client.key }, ...silent });
+    const rogue = await memcachedClient(`127.0.0.1:${server.port}`, { tls: { ca: pki.rogueCa.cert }, ...silent });
     try {
       const prefix = `mtls-${randomBytes(4).toString('hex')}:`;
       const store = memcachedStore({ client: mtls, prefix });
@@ -213,7 +213,7 @@ describe('store connections over TLS (Memcached ssl-mode)', () => {
     for (const params of cases) {
       await expect(openMemcachedStore(`${server.url}${tls(params)}`)).rejects.toMatchObject({ code: 'ESESS_CONFIG', context: { option: 'store' } });
     }
-    await expect(memcachedTlsClient(`127.0.0.1:${server.port}`, { tls: { cert: 'not pem', key: 'not pem' } })).rejects.toMatchObject({ code: 'ESESS_CONFIG', context: { option: 'tls' } });
-    await expect(memcachedTlsClient('', { tls: {} })).rejects.toMatchObject({ code: 'ESESS_CONFIG', context: { option: 'servers' } });
+    await expect(memcachedClient(`127.0.0.1:${server.port}`, { tls: { cert: 'not pem', key: 'not pem' } })).rejects.toMatchObject({ code: 'ESESS_CONFIG', context: { option: 'tls' } });
+    await expect(memcachedClient('', { tls: {} })).rejects.toMatchObject({ code: 'ESESS_CONFIG', context: { option: 'servers' } });
   });
 });

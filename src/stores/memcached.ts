@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { connect as netConnect, isIP } from 'node:net';
 import type { Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import type { ConnectionOptions, TLSSocket } from 'node:tls';
+import type { ConnectionOptions } from 'node:tls';
 import type * as Memjs from 'memjs';
 import type { Client, ClientOptions, ServerOptions } from 'memjs';
 import { configError, SessionError } from '../core/errors.js';
@@ -19,7 +19,7 @@ export interface MemcachedServerAddress {
   /** SASL credentials: memcached then speaks only the binary protocol, which cannot dump keys. */
   readonly username?: string | undefined;
   readonly password?: string | undefined;
-  /** A new connection as the client makes them (TLS for servers of `memcachedTlsClient`); plain TCP when absent. */
+  /** A new connection as the client makes them (TLS for a `memcachedClient` with `tls`); plain TCP when absent. */
   openSocket?(): Socket;
 }
 
@@ -369,39 +369,46 @@ export function memcachedStore(options: MemcachedStoreOptions): MemcachedStore {
   return new MemcachedStore(options);
 }
 
-/** Options of `memcachedTlsClient`: memjs's client and server options, and TLS. */
-export interface MemcachedTlsClientOptions extends ClientOptions, ServerOptions {
+/** Options of `memcachedClient`: memjs's client and server options, and TLS. */
+export interface MemcachedClientOptions extends ClientOptions, ServerOptions {
   /**
    * `tls.connect` options for every connection to every server, e.g. `{ ca }` to trust a private
    * CA and `cert` and `key` for a client certificate (mutual TLS). The server certificate must
    * chain to a trusted CA (`rejectUnauthorized` stays true unless you set it) and name the host
    * as written in the server list (Node's `checkServerIdentity`); SNI names that host unless it
    * is an IP address or `servername` is given. Checked here: unusable PEM is ESESS_CONFIG.
+   * @default plain TCP
    */
-  tls: ConnectionOptions;
+  tls?: ConnectionOptions;
 }
 
 /**
- * A memjs Client whose connections are all TLS (memjs itself only speaks plain TCP), for
- * memcached 1.6 started with `-Z` (TLS). `servers` is memjs's list, `[user:pass@]host[:port],...`.
- * A failed handshake (untrusted or misnamed server certificate, refused client certificate)
- * fails the operation like any connection failure (ESESS_STORE_UNAVAILABLE through the store);
- * nothing ever falls back to plain TCP. The store's `scan()` dumps keys over TLS too.
+ * A memjs Client for the store, over TLS when `options.tls` is given (memjs itself only speaks
+ * plain TCP; memcached 1.6 serves TLS with `-Z`). `servers` is memjs's list,
+ * `[user:pass@]host[:port],...`. Unlike a plain memjs client, a connection the server closes
+ * while requests wait fails them (memjs would leave them waiting for ever). A failed handshake
+ * (untrusted or misnamed server certificate, refused client certificate) fails the operation
+ * like any connection failure (ESESS_STORE_UNAVAILABLE through the store); nothing ever falls
+ * back to plain TCP. The store's `scan()` dumps keys over the same kind of connection.
  *
  * @example
- * const client = await memcachedTlsClient('cache1:11211,cache2:11211', { tls: { ca: readFileSync('ca.pem') } });
+ * const client = await memcachedClient('cache1:11211,cache2:11211', { tls: { ca: readFileSync('ca.pem') } });
  * const store = memcachedStore({ client });
  */
-export async function memcachedTlsClient(servers: string, options: MemcachedTlsClientOptions): Promise<Client> {
+export async function memcachedClient(servers: string, options: MemcachedClientOptions = {}): Promise<Client> {
+  const { tls, ...clientOptions } = options ?? {};
+  if (tls !== undefined && (typeof tls !== 'object' || tls === null)) throw configError('tls', 'must be tls.connect options such as { ca }');
+  return connectingClient(servers, clientOptions, tls === undefined ? null : { ...tls, secureContext: tls.secureContext ?? secureContext(tls, 'tls') });
+}
+
+/** A memjs Client over `ConnectingServer`s: TLS with `tls`, else plain TCP. */
+async function connectingClient(servers: string, options: ClientOptions & ServerOptions, tls: ConnectionOptions | null): Promise<Client> {
   if (typeof servers !== 'string' || servers.trim() === '') throw configError('servers', 'must list servers as host:port, separated by commas');
-  if (typeof options?.tls !== 'object' || options.tls === null) throw configError('tls', 'must be tls.connect options such as { ca }');
-  const { tls, ...clientOptions } = options;
-  const settings = { ...tls, secureContext: tls.secureContext ?? secureContext(tls, 'tls') };
   const memjs = await loadMemjs();
-  const TlsServer = tlsServerClass(memjs.Server);
+  const ConnectingServer = connectingServerClass(memjs.Server);
   // memjs parses the list; its plain servers are read, never connected.
-  const parsed = memjs.Client.create(servers, clientOptions).servers;
-  return new memjs.Client(parsed.map((server) => new TlsServer(server.host, server.port, server.username, server.password, clientOptions, settings)), clientOptions);
+  const parsed = memjs.Client.create(servers, options).servers;
+  return new memjs.Client(parsed.map((server) => new ConnectingServer(server.host, server.port, server.username, server.password, options, tls)), options);
 }
 
 /**
@@ -432,7 +439,7 @@ export async function openMemcachedStore(url: string, options: Omit<MemcachedSto
   const tls = given ?? (fromUrl && nodeTlsOptions(fromUrl));
   // Failures reach the caller as typed errors, so memjs's own console logging is turned off.
   const settings = { timeout: 1, conntimeout: 2, keepAlive: true, logger: { log: () => undefined }, ...clientOptions };
-  const client = tls ? await memcachedTlsClient(servers.join(','), { ...settings, tls }) : (await loadMemjs()).Client.create(servers.join(','), settings);
+  const client = await connectingClient(servers.join(','), settings, tls ? { ...tls, secureContext: tls.secureContext ?? secureContext(tls, 'client.tls') } : null);
   const { client: _ignored, ...rest } = options;
   try {
     return new MemcachedStore({ ...rest, client, ...(prefix === null || prefix === undefined ? {} : { prefix }) }, () => client.close());
@@ -456,23 +463,27 @@ interface ServerState {
   options: { conntimeout: number; keepAlive: boolean; keepAliveDelay: number };
 }
 
-/** A memjs Server over TLS; the class extends the memjs that was loaded, so it is made at run time. */
-function tlsServerClass(Server: typeof Memjs.Server) {
-  return class TlsServer extends Server {
-    readonly #tls: ConnectionOptions;
+/**
+ * A memjs Server that opens its connections itself: TLS with `tls`, plain TCP without. The class
+ * extends the memjs that was loaded, so it is made at run time.
+ */
+function connectingServerClass(Server: typeof Memjs.Server) {
+  return class ConnectingServer extends Server {
+    readonly #tls: ConnectionOptions | null;
 
-    constructor(host: string, port: number, username: string | undefined, password: string | undefined, options: ServerOptions, tls: ConnectionOptions) {
+    constructor(host: string, port: number, username: string | undefined, password: string | undefined, options: ServerOptions, tls: ConnectionOptions | null) {
       super(host, port, username, password, options);
       this.#tls = tls;
     }
 
-    openSocket(): TLSSocket {
+    openSocket(): Socket {
+      if (this.#tls === null) return netConnect({ host: this.host, port: this.port });
       const sni = this.#tls.servername === undefined && isIP(this.host) === 0 ? { servername: this.host } : {};
       return tlsConnect({ ...this.#tls, ...sni, host: this.host, port: this.port });
     }
 
     /**
-     * memjs has no TLS hook: its `sock` calls `net.connect` itself. A new connection is made here
+     * memjs has no hook for how it connects (no TLS): its `sock` calls `net.connect` itself. A new connection is made here
      * as memjs 1.3 makes it (server.js, `sock`, first case) but with `openSocket`; an existing one
      * goes to memjs. Unlike memjs, a connection the server closes without an error fails the
      * requests waiting on it (memjs would leave them waiting for ever).
@@ -483,7 +494,7 @@ function tlsServerClass(Server: typeof Memjs.Server) {
       const socket = this.openSocket();
       state.connected = false;
       state._socket = socket;
-      socket.once('secureConnect', () => {
+      socket.once(this.#tls === null ? 'connect' : 'secureConnect', () => {
         this.once('authenticated', () => {
           if (state._socket !== socket) return;
           state.connected = true;
