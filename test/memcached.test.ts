@@ -4,17 +4,17 @@ import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import memjs from 'memjs';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { storeKeyOf } from '../src/core/ids.js';
 import { SessionManager } from '../src/core/manager.js';
 import { formatStamp } from '../src/core/hlc.js';
 import { CHANNELS } from '../src/core/telemetry.js';
 import type { StoredField, StoredSession } from '../src/core/types.js';
 import { TOMBSTONE_GRACE_MS } from '../src/core/types.js';
-import { canScan, encryptedStore, generateEncryptionKey, reencryptAll } from '../src/stores/encrypted.js';
+import { canScan, generateEncryptionKey } from '../src/stores/encrypted.js';
 import { memcachedStore, openMemcachedStore } from '../src/stores/memcached.js';
 import type { MemcachedStore, MemjsClient } from '../src/stores/memcached.js';
 import { runStoreConformance } from '../src/testing/index.js';
 import { startMemcached } from './helpers/memcached.js';
+import { expectAllUnderNewKey, sessionsUnderOldKey } from './helpers/reencrypt.js';
 import type { TestMemcached } from './helpers/memcached.js';
 import { freePort } from './helpers/postgres-cluster.js';
 import { runCli } from './helpers/service.js';
@@ -344,30 +344,12 @@ describe('elastic-session reencrypt over Memcached', () => {
     const secrets = ['memcached-reencrypt-secret-0123456789abcdef'];
     const inner = await openMemcachedStore(url);
     try {
-      const before = new SessionManager({ store: encryptedStore(inner, { keys: [oldKey] }), secrets });
-      const ids: string[] = [];
-      for (let i = 0; i < 30; i++) {
-        const session = before.create({ data: { i, text: `value-${i}` } });
-        await before.save(session);
-        ids.push(session.id);
-      }
-      const gone = before.create({ data: { i: -1 } });
-      await before.save(gone);
-      await before.destroy(gone);
+      const ids = await sessionsUnderOldKey(inner, oldKey, secrets);
 
       const result = await runCli(['reencrypt', '--store', url], { env: { ELASTIC_SESSION_ENCRYPTION_KEYS: `${newKey},${oldKey}` } });
       expect(result.code, result.stderr).toBe(0);
       expect(JSON.parse(result.stdout)).toMatchObject({ rewritten: 30, fields: 60, keyId: 'new' });
-
-      for (const id of ids) {
-        const stored = await inner.load(storeKeyOf(id));
-        expect(Object.keys(stored?.fields ?? {})).toHaveLength(2);
-        for (const field of Object.values(stored?.fields ?? {})) expect(field.value?.split('.')[1]).toBe('new');
-      }
-      const rotated = encryptedStore(inner, { keys: [newKey, oldKey] });
-      expect(await reencryptAll(rotated, { batch: 7 }), 'a second walk, in pages of 7, finds nothing left').toMatchObject({ rewritten: 0, fields: 0 });
-      const after = new SessionManager({ store: encryptedStore(inner, { keys: [newKey] }), secrets });
-      for (const [i, id] of ids.entries()) expect((await after.load(id))?.get('text')).toBe(`value-${i}`);
+      await expectAllUnderNewKey(inner, ids, { newKey, oldKey }, secrets);
     } finally {
       await inner.close();
     }

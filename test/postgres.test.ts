@@ -3,12 +3,11 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { published } from './helpers/channels.js';
 import type { CliIO } from '../src/cli/run.js';
-import { storeKeyOf } from '../src/core/ids.js';
 import { formatStamp } from '../src/core/hlc.js';
-import { SessionManager } from '../src/core/manager.js';
 import { CHANNELS } from '../src/core/telemetry.js';
 import type { StoredField, StoredSession } from '../src/core/types.js';
-import { encryptedStore, generateEncryptionKey, reencryptAll } from '../src/stores/encrypted.js';
+import { generateEncryptionKey } from '../src/stores/encrypted.js';
+import { expectAllUnderNewKey, sessionsUnderOldKey } from './helpers/reencrypt.js';
 import { migratePostgres, openPostgresStore, POSTGRES_SCHEMA_VERSION, postgresStore } from '../src/stores/postgres.js';
 import { runStoreConformance } from '../src/testing/index.js';
 import { createTestSchema } from './helpers/postgres.js';
@@ -200,16 +199,7 @@ describe('elastic-session reencrypt over PostgreSQL', () => {
     const newKey = generateEncryptionKey('new');
     const secrets = ['postgres-reencrypt-secret-0123456789abcdef'];
     const inner = postgresStore({ pool: db.pool, schema: db.schema, table });
-    const before = new SessionManager({ store: encryptedStore(inner, { keys: [oldKey] }), secrets });
-    const ids: string[] = [];
-    for (let i = 0; i < 30; i++) {
-      const session = before.create({ data: { i, text: `value-${i}` } });
-      await before.save(session);
-      ids.push(session.id);
-    }
-    const gone = before.create({ data: { i: -1 } });
-    await before.save(gone);
-    await before.destroy(gone);
+    const ids = await sessionsUnderOldKey(inner, oldKey, secrets);
 
     const { run } = await import('../src/cli/run.js');
     let stdout = '';
@@ -224,14 +214,6 @@ describe('elastic-session reencrypt over PostgreSQL', () => {
     };
     expect(await run(['reencrypt', '--store', url.toString()], io), stderr).toBe(0);
     expect(JSON.parse(stdout)).toEqual({ scanned: 60, rewritten: 30, fields: 60, passes: 2, clean: true, keyId: 'new' });
-
-    for (const id of ids) {
-      const raw = await inner.load(storeKeyOf(id));
-      for (const field of Object.values(raw?.fields ?? {})) expect(field.value?.split('.')[1]).toBe('new');
-    }
-    const rotated = encryptedStore(inner, { keys: [newKey, oldKey] });
-    expect(await reencryptAll(rotated, { batch: 7 }), 'a second walk, in pages of 7, finds nothing left').toEqual({ scanned: 30, rewritten: 0, fields: 0, passes: 1, clean: true });
-    const after = new SessionManager({ store: encryptedStore(inner, { keys: [newKey] }), secrets });
-    for (const [i, id] of ids.entries()) expect((await after.load(id))?.get('text')).toBe(`value-${i}`);
+    await expectAllUnderNewKey(inner, ids, { newKey, oldKey }, secrets);
   });
 });

@@ -11,7 +11,7 @@ import { runStoreConformance } from '../src/testing/index.js';
 import { startMemcached } from './helpers/memcached.js';
 import type { TestMemcached } from './helpers/memcached.js';
 import { startService } from './helpers/service.js';
-import { createTestPki, issueServerCertificate } from './helpers/tls.js';
+import { createTestPki, issueServerCertificate, rootMessage, sessionRoundTrip } from './helpers/tls.js';
 import type { TestPki } from './helpers/tls.js';
 
 const SECRET = 'store-tls-test-secret-0123456789abcdefghijk';
@@ -20,13 +20,6 @@ const silent = { logger: { log: () => undefined } };
 /** `?ssl-...` query parameters from file paths. */
 function tls(params: Record<string, string>): string {
   return `?${new URLSearchParams(params).toString()}`;
-}
-
-/** The innermost cause's message. */
-function rootMessage(error: unknown): string {
-  let cause: unknown = error;
-  while (cause instanceof Error && cause.cause !== undefined) cause = cause.cause;
-  return cause instanceof Error ? cause.message : String(cause);
 }
 
 let pki: TestPki;
@@ -75,28 +68,13 @@ runStoreConformance({ describe, it, beforeEach, afterEach }, {
 
 describe('store connections over TLS (Memcached ssl-mode)', () => {
   /** 'ok' after a session round trip and a walk that finds it, or the error the store failed with. */
-  async function attempt(url: string): Promise<'ok' | SessionError | Error> {
-    let store: Awaited<ReturnType<typeof openMemcachedStore>> | undefined;
-    try {
+  const attempt = (url: string) =>
+    sessionRoundTrip(
       // A prefix of its own, so the walk finds exactly this session.
-      store = await openMemcachedStore(url.replace(/\?|$/, `/?prefix=tls-${randomBytes(4).toString('hex')}:&`), { client: { retries: 1 } });
-      const manager = new SessionManager({ store, secrets: [SECRET] });
-      const session = manager.create({ data: { over: 'tls' } });
-      await manager.save(session);
-      session.set('more', 1);
-      await manager.save(session);
-      const loaded = await manager.load(session.id);
-      if (JSON.stringify(loaded?.toJSON()) !== JSON.stringify({ over: 'tls', more: 1 })) return new Error('the session did not round-trip');
-      if ((await store.scan?.(null, 10))?.keys.length !== 1) return new Error('the walk did not find the session');
-      await manager.destroy(session.id);
-      if ((await manager.load(session.id)) !== null) return new Error('the session survived destroy');
-      return 'ok';
-    } catch (error) {
-      return error instanceof Error ? error : new Error(String(error));
-    } finally {
-      await store?.close().catch(() => {});
-    }
-  }
+      () => openMemcachedStore(url.replace(/\?|$/, `/?prefix=tls-${randomBytes(4).toString('hex')}:&`), { client: { retries: 1 } }),
+      SECRET,
+      async (store) => ((await store.scan?.(null, 10))?.keys.length === 1 ? null : 'the walk did not find the session'),
+    );
 
   it('ssl-mode=verify-full with the test CA as ssl-ca works (create, update, load, scan, destroy); it is the default once a CA is given', async () => {
     expect(await attempt(`${server.url}${tls({ 'ssl-mode': 'verify-full', 'ssl-ca': pki.ca.certPath })}`)).toBe('ok');

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SessionManager } from '../src/core/manager.js';
 import { SessionError } from '../src/core/errors.js';
 import { openMysqlStore } from '../src/stores/mysql.js';
-import { createTestPki, issueServerCertificate } from './helpers/tls.js';
+import { createTestPki, issueServerCertificate, rootMessage, sessionRoundTrip } from './helpers/tls.js';
 import type { TestPki } from './helpers/tls.js';
 import { startTlsMariadb } from './helpers/tls-mariadb.js';
 import type { TlsMariadb } from './helpers/tls-mariadb.js';
@@ -42,33 +41,8 @@ describe('store connections over TLS (MySQL/MariaDB ssl-mode)', () => {
   });
 
   /** 'ok' after a session round trip, or the error the store failed with. */
-  async function attempt(url: string): Promise<'ok' | SessionError | Error> {
-    let store: Awaited<ReturnType<typeof openMysqlStore>> | undefined;
-    try {
-      store = await openMysqlStore(url, { table: `tls_${randomBytes(4).toString('hex')}`, pool: { connectionLimit: 2, connectTimeout: 5000 } });
-      const manager = new SessionManager({ store, secrets: [SECRET] });
-      const session = manager.create({ data: { over: 'tls' } });
-      await manager.save(session);
-      session.set('more', 1);
-      await manager.save(session);
-      const loaded = await manager.load(session.id);
-      if (JSON.stringify(loaded?.toJSON()) !== JSON.stringify({ over: 'tls', more: 1 })) return new Error('the session did not round-trip');
-      await manager.destroy(session.id);
-      if ((await manager.load(session.id)) !== null) return new Error('the session survived destroy');
-      return 'ok';
-    } catch (error) {
-      return error instanceof Error ? error : new Error(String(error));
-    } finally {
-      await store?.close().catch(() => {});
-    }
-  }
-
-  /** The innermost cause's message. */
-  function rootMessage(error: unknown): string {
-    let cause: unknown = error;
-    while (cause instanceof Error && cause.cause !== undefined) cause = cause.cause;
-    return cause instanceof Error ? cause.message : String(cause);
-  }
+  const attempt = (url: string) =>
+    sessionRoundTrip(() => openMysqlStore(url, { table: `tls_${randomBytes(4).toString('hex')}`, pool: { connectionLimit: 2, connectTimeout: 5000 } }), SECRET);
 
   it('ssl-mode=verify-full with the test CA as ssl-ca works (create, update, load, destroy)', async () => {
     const byName = atHost(server.url, 'localhost');

@@ -3,6 +3,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SessionManager } from '../../src/core/manager.js';
+import type { SessionStore } from '../../src/core/types.js';
 
 /** A certificate and its key, as PEM, and where they were written. */
 export interface Issued {
@@ -105,4 +107,38 @@ export function httpsRequest(url: string, options: { ca: Buffer; method?: string
     req.on('error', reject);
     req.end(body);
   });
+}
+
+/**
+ * A session created, updated, loaded and destroyed through `open()`'s store, which is then
+ * closed: 'ok', or the error it failed with (`check` may add a store-specific step).
+ */
+export async function sessionRoundTrip(open: () => Promise<SessionStore>, secret: string, check?: (store: SessionStore) => Promise<string | null>): Promise<'ok' | Error> {
+  let store: SessionStore | undefined;
+  try {
+    store = await open();
+    const manager = new SessionManager({ store, secrets: [secret] });
+    const session = manager.create({ data: { over: 'tls' } });
+    await manager.save(session);
+    session.set('more', 1);
+    await manager.save(session);
+    const loaded = await manager.load(session.id);
+    if (JSON.stringify(loaded?.toJSON()) !== JSON.stringify({ over: 'tls', more: 1 })) return new Error('the session did not round-trip');
+    const problem = (await check?.(store)) ?? null;
+    if (problem !== null) return new Error(problem);
+    await manager.destroy(session.id);
+    if ((await manager.load(session.id)) !== null) return new Error('the session survived destroy');
+    return 'ok';
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
+  } finally {
+    await store?.close().catch(() => {});
+  }
+}
+
+/** The innermost cause's message. */
+export function rootMessage(error: unknown): string {
+  let cause: unknown = error;
+  while (cause instanceof Error && cause.cause !== undefined) cause = cause.cause;
+  return cause instanceof Error ? cause.message : String(cause);
 }
