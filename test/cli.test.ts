@@ -128,7 +128,7 @@ describe('elastic-session inspect and sweep', () => {
     const shown = await (await service.request('GET', `/v1/sessions/${created.id}`)).json();
     await service.close();
 
-    const result = await runCli(['inspect', '--store', store, created.id], { env: { ELASTIC_SESSION_SECRET: SECRET } });
+    const result = await runCli(['inspect', '--store', store, '--', created.id], { env: { ELASTIC_SESSION_SECRET: SECRET } });
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual(shown);
     const fromStdin = await runCli(['inspect', '--store', store, '-'], { env: { ELASTIC_SESSION_SECRET: SECRET }, input: `${created.id}\n` });
@@ -137,7 +137,10 @@ describe('elastic-session inspect and sweep', () => {
     const missing = await runCli(['inspect', '--store', store, 'B'.repeat(43)], { env: { ELASTIC_SESSION_SECRET: SECRET } });
     expect(missing.code).toBe(1);
     expect(missing.stderr).toBe('not found\n');
-    const wrongSecret = await runCli(['inspect', '--store', store, created.id], { env: { ELASTIC_SESSION_SECRET: `${SECRET}-other` } });
+    // One ID in 64 starts with a dash: after "--" it is an ID, not an option.
+    const dashed = await runCli(['inspect', '--store', store, '--', `-${'B'.repeat(42)}`], { env: { ELASTIC_SESSION_SECRET: SECRET } });
+    expect(dashed).toMatchObject({ code: 1, stderr: 'not found\n' });
+    const wrongSecret = await runCli(['inspect', '--store', store, '--', created.id], { env: { ELASTIC_SESSION_SECRET: `${SECRET}-other` } });
     expect(wrongSecret.code).toBe(1);
   });
 
@@ -147,7 +150,7 @@ describe('elastic-session inspect and sweep', () => {
     const service = await startService({ store, secret: undefined });
     const created = (await (await service.request('POST', '/v1/sessions', { json: { data: { a: 1 } } })).json()) as SessionResource;
     await service.close();
-    const result = await runCli(['inspect', created.id], { cwd: dir, env: { ELASTIC_SESSION_STORE: 'sqlite:sessions.db' } });
+    const result = await runCli(['inspect', '--', created.id], { cwd: dir, env: { ELASTIC_SESSION_STORE: 'sqlite:sessions.db' } });
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toMatchObject({ id: created.id, data: { a: 1 } });
   });

@@ -85,7 +85,7 @@ describe('elastic-session CLI on network stores', () => {
   });
 
   it('a store URL with a password never shows it in an error', async () => {
-    const result = await runCli(['inspect', '--store', 'postgres://user:hunter2-password@127.0.0.1:1/none', '--secret', randomSecret(), 'A'.repeat(43)]);
+    const result = await runCli(['inspect', '--store', 'postgres://user:hunter2-password@127.0.0.1:1/none', `--secret=${randomSecret()}`, 'A'.repeat(43)]);
     expect(result.code).not.toBe(0);
     expect(result.stdout + result.stderr).not.toContain('hunter2-password');
   });

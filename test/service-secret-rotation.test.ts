@@ -64,7 +64,7 @@ describe('rotating the service secret with a pinned hash key', () => {
     expect(await stale.json()).toMatchObject({ reason: 'unknown-key' });
     await after.close();
 
-    const inspected = await runCli(['inspect', '--store', store, id], { env: { ELASTIC_SESSION_SECRET: newSecret, ELASTIC_SESSION_HASH_KEY: hashKey } });
+    const inspected = await runCli(['inspect', '--store', store, '--', id], { env: { ELASTIC_SESSION_SECRET: newSecret, ELASTIC_SESSION_HASH_KEY: hashKey } });
     expect(inspected.code).toBe(0);
     expect(JSON.parse(inspected.stdout)).toMatchObject({ id });
   });
@@ -107,7 +107,7 @@ describe('secret and hash key configuration', () => {
     const [a, b] = [randomSecret(), ` ${randomSecret()} `];
     const hashKey = randomSecret();
     const env = { ELASTIC_SESSION_HASH_KEY: hashKey };
-    expect(parseCommand('serve', ['--secret', a, '--secret', b], env, dir).config.secret).toEqual([a, b]);
+    expect(parseCommand('serve', [`--secret=${a}`, `--secret=${b}`], env, dir).config.secret).toEqual([a, b]);
     expect(parseCommand('serve', [], { ...env, ELASTIC_SESSION_SECRET: `${a},${b}` }, dir).config.secret).toEqual([a, b]);
     expect(parseCommand('serve', [], { ELASTIC_SESSION_SECRET: a }, dir).config.secret).toEqual([a]);
     const file = join(dir, 'es.json');
@@ -119,8 +119,9 @@ describe('secret and hash key configuration', () => {
   const cases: [string, string[], Record<string, string>, RegExp][] = [
     ['several secrets without a hash key', ['serve', '--store', 'memory:'], { ELASTIC_SESSION_SECRET: `${randomSecret()},${randomSecret()}` }, /--hash-key \(or ELASTIC_SESSION_HASH_KEY\) is required with several secrets in ELASTIC_SESSION_SECRET/],
     ['an empty secret between commas', ['serve'], { ELASTIC_SESSION_SECRET: `${randomSecret()},,${randomSecret()}` }, /ELASTIC_SESSION_SECRET must be a string of at least 32 bytes \(secret #2\)/],
-    ['a short second secret', ['serve', '--secret', randomSecret(), '--secret', 'short'], {}, /--secret must be a string of at least 32 bytes \(secret #2\)/],
-    ['a hash key that is not 32 bytes', ['serve', '--hash-key', randomSecret().slice(1)], {}, /--hash-key must be exactly 32 bytes in base64url/],
+    ['a short second secret', ['serve', `--secret=${randomSecret()}`, '--secret=short'], {}, /--secret must be a string of at least 32 bytes \(secret #2\)/],
+    ['a hash key that is not 32 bytes', ['serve', `--hash-key=${randomSecret().slice(1)}`], {}, /--hash-key must be exactly 32 bytes in base64url/],
+    ['a secret that starts with a dash, given as the next argument', ['serve', '--secret', `-${randomSecret()}`], {}, /--secret' argument is ambiguous.*use '--secret=-XYZ'/],
     ['a hash key spelled in standard base64', ['serve'], { ELASTIC_SESSION_HASH_KEY: Buffer.alloc(32, 0xfb).toString('base64') }, /ELASTIC_SESSION_HASH_KEY must be exactly 32 bytes/],
     ['hash-key for a memory store without a secret', ['hash-key', '--store', 'memory:'], {}, /--secret \(or ELASTIC_SESSION_SECRET\) is required/],
     ['hash-key without a secret file', ['hash-key', '--store', `sqlite:${join(tempDir(), 'none.db')}`], {}, /is not set and there is no elastic-session.secret/],

@@ -116,7 +116,8 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
   try {
     ({ values, positionals } = parseArgs({ args: [...argv], options: argOptions(command), strict: true, allowPositionals: command === 'inspect' }));
   } catch (error) {
-    const message = error instanceof Error ? (error.message.split('\n')[0] ?? '') : '';
+    // Node's message spans lines (the hint for a value that starts with a dash is on the last).
+    const message = error instanceof Error ? error.message.split('\n').join(' ') : '';
     throw new SessionError('ESESS_CONFIG', { message: message || 'invalid arguments' });
   }
   const help = values.help === true;

@@ -86,7 +86,8 @@ ${CONFIG_NOTE}
 
 Prints the session with this ID as JSON (the shape of GET /v1/sessions/{id}), or exits 1 with
 "not found" when it is unknown, expired or destroyed. Reads only: it does not move the idle
-deadline. Pass "-" as the ID to read it from stdin (keeps it out of the shell history).
+deadline. Pass "-" as the ID to read it from stdin (keeps it out of the shell history); an ID
+that starts with "-" goes after "--" (elastic-session inspect -- -Xy...).
 
 Options:
 ${STORE_OPTION}
