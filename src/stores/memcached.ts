@@ -7,6 +7,7 @@ import type * as Memjs from 'memjs';
 import type { Client, ClientOptions, ServerOptions } from 'memjs';
 import { configError, SessionError } from '../core/errors.js';
 import { importDriver } from './driver.js';
+import { backoff, mergeDelta } from './delta.js';
 import { nodeTlsOptions, secureContext, tlsFromUrl } from './tls-url.js';
 import { publishConflict, publishCorrupt } from '../core/telemetry.js';
 import type { ApplyResult, Clock, SessionDelta, SessionStore, StoreCapabilities, StoredField, StoredSession, StoredSummary } from '../core/types.js';
@@ -178,7 +179,7 @@ export class MemcachedStore implements SessionStore {
       if (record.kind !== 'live' || !this.#isLive(record.session)) return { status: 'gone' };
       const session = record.session;
       if (delta.expectVersion !== undefined && delta.expectVersion !== session.version) return { status: 'conflict', version: session.version };
-      merge(session, delta);
+      mergeDelta(session, delta);
       const replaced = await this.#send('apply', OP.replace, item, this.#encode(item, session), this.#exptime(expiresAt(session)), found.cas);
       if (replaced.status === STATUS.ok) return { status: 'ok', version: session.version };
       // Deleted or expired between our get and replace: gone, like any other reader would see.
@@ -655,23 +656,7 @@ function decodeRecord(value: Buffer): Decoded {
   return { kind: 'live', session: { createdAt: c, lastSeenAt: l, idleTimeout: i, absoluteExpiresAt: a, userId: u, version: v, fields } };
 }
 
-/** Per-field last writer wins by stamp; lastSeenAt only moves forward; the version rises. */
-function merge(session: StoredSession, delta: SessionDelta): void {
-  for (const [name, change] of Object.entries(delta.fields ?? {})) {
-    const current = session.fields[name];
-    if (!current || change.stamp > current.stamp) session.fields[name] = { value: change.value, stamp: change.stamp };
-  }
-  if (delta.lastSeenAt !== undefined) session.lastSeenAt = Math.max(session.lastSeenAt, delta.lastSeenAt);
-  if (delta.userId !== undefined) session.userId = delta.userId;
-  session.version += 1;
-}
-
 function isInteger(value: unknown): value is number {
   return typeof value === 'number' && Number.isSafeInteger(value);
 }
 
-/** Random (full-jitter) exponential backoff, so contending writers spread out. */
-function backoff(attempt: number): Promise<void> {
-  const ms = Math.random() * Math.min(50, 2 ** attempt);
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}

@@ -1,6 +1,7 @@
 import { configError, SessionError } from '../core/errors.js';
 import type { ApplyResult, Clock, SessionDelta, SessionStore, StoreCapabilities, StoredField, StoredSession, StoredSummary } from '../core/types.js';
 import { expiresAt, systemClock } from '../core/types.js';
+import { mergeDelta } from './delta.js';
 
 export interface MemoryStoreOptions {
   /** Most records (sessions and tombstones) kept; the least recently used go first. @default 10000 */
@@ -66,17 +67,12 @@ export class MemoryStore implements SessionStore {
     const session = this.#live(key);
     if (!session) return { status: 'gone' };
     if (delta.expectVersion !== undefined && delta.expectVersion !== session.version) return { status: 'conflict', version: session.version };
-    for (const [field, change] of Object.entries(delta.fields)) {
-      const current = session.fields[field];
-      if (!current || change.stamp > current.stamp) session.fields[field] = { ...change };
-    }
-    if (delta.lastSeenAt !== undefined) session.lastSeenAt = Math.max(session.lastSeenAt, delta.lastSeenAt);
-    if (delta.userId !== undefined && delta.userId !== session.userId) {
-      this.#unindex(key, session.userId);
-      session.userId = delta.userId;
+    const previousUser = session.userId;
+    mergeDelta(session, delta);
+    if (session.userId !== previousUser) {
+      this.#unindex(key, previousUser);
       this.#index(key, session.userId);
     }
-    session.version += 1;
     const entry = this.#entries.get(key) as Entry;
     this.#bytes += sizeOf(session) - entry.bytes;
     entry.bytes = sizeOf(session);

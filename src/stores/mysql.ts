@@ -4,6 +4,7 @@ import type * as Mysql from 'mysql2/promise';
 import type { Pool, PoolConnection, PoolOptions, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { configError, SessionError } from '../core/errors.js';
 import { importDriver } from './driver.js';
+import { mergeDelta } from './delta.js';
 import { publishCorrupt } from '../core/telemetry.js';
 import type { ApplyResult, Clock, SessionDelta, SessionStore, StoreCapabilities, StoredSession, StoredSummary } from '../core/types.js';
 import { expiresAt, systemClock } from '../core/types.js';
@@ -202,22 +203,16 @@ export class MysqlStore implements SessionStore {
         return { status: 'gone' };
       }
       if (delta.expectVersion !== undefined && delta.expectVersion !== session.version) return { status: 'conflict', version: session.version };
-      for (const [name, change] of fields) {
-        const current = session.fields[name];
-        if (!current || change.stamp > current.stamp) session.fields[name] = { value: change.value, stamp: change.stamp };
-      }
-      const lastSeenAt = Math.max(session.lastSeenAt, delta.lastSeenAt ?? session.lastSeenAt);
-      const userId = delta.userId === undefined ? session.userId : delta.userId;
-      const version = session.version + 1;
+      mergeDelta(session, delta);
       await conn.query(`UPDATE \`${this.#table}\` SET fields = ?, last_seen_at = ?, expires_at = ?, user_id = ?, version = ? WHERE \`key\` = ?`, [
         encodeFields(session.fields),
-        lastSeenAt,
-        expiresAt({ ...session, lastSeenAt }),
-        userId,
-        version,
+        session.lastSeenAt,
+        expiresAt(session),
+        session.userId,
+        session.version,
         key,
       ]);
-      return { status: 'ok', version };
+      return { status: 'ok', version: session.version };
     });
   }
 
