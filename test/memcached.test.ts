@@ -319,7 +319,7 @@ describe('memcached scan() (lru_crawler metadump)', () => {
     const store = await openMemcachedStore(own.url);
     try {
       await store.create(key(), record(Date.now()));
-      await expect(store.scan!(null, 10)).rejects.toMatchObject({ code: 'ESESS_UNSUPPORTED', context: { store: 'memcached', operation: 'scan' }, message: expect.stringMatching(/lru crawler disabled.*1\.4\.31/) as unknown });
+      await expect(store.scan!(null, 10)).rejects.toMatchObject({ code: 'ESESS_UNSUPPORTED', context: { store: 'memcached', operation: 'scan' }, message: expect.stringMatching(/lru crawler disabled.*metadump hash.*memcached 1\.6/) as unknown });
     } finally {
       await store.close();
       await own.stop();

@@ -98,10 +98,12 @@ export interface MemcachedScanPage {
  * alike. An evicted session is simply gone (deltas never recreate it). It has no user index.
  *
  * `scan()` (for `elastic-session reencrypt`) exists when the client lists its servers and none
- * uses SASL: it reads `lru_crawler metadump all` of every server (memcached 1.4.31 or later with
- * the LRU crawler, on by default since 1.5) on a short-lived connection of its own, plain or TLS
- * like the client's. A dump is a snapshot: items written after it started may be missed (a
- * second walk finds them). The store keeps a walk's sorted key list (about 100 bytes a key)
+ * uses SASL: it reads `lru_crawler metadump hash` of every server (memcached 1.6 with the LRU
+ * crawler, on by default) on a short-lived connection of its own, plain or TLS like the
+ * client's. It walks the hash table, not the LRU lists (`metadump all`), because items move
+ * between those lists while a crawl walks them and are then missed, even items that live
+ * throughout. A dump is a snapshot: items written after it started may be missed (a second walk
+ * finds them). The store keeps a walk's sorted key list (about 100 bytes a key)
  * until the walk ends, so a walk costs one dump per server; a cursor from another process or
  * store re-dumps and continues after the last key it returned.
  */
@@ -532,7 +534,7 @@ function canDump(server: MemcachedServerAddress): boolean {
   return typeof server?.host === 'string' && Number.isInteger(server.port) && !(server.username && server.password);
 }
 
-/** The store keys (item keys under `prefix`, without it) in one server's `lru_crawler metadump all`. */
+/** The store keys (item keys under `prefix`, without it) in one server's `lru_crawler metadump hash`. */
 async function dumpKeys(server: MemcachedServerAddress, prefix: string): Promise<string[]> {
   for (let attempt = 1; ; attempt++) {
     const keys = await metadump(server, prefix);
@@ -575,13 +577,13 @@ function metadump(server: MemcachedServerAddress, prefix: string): Promise<strin
           if (item?.startsWith(prefix)) keys.push(item.slice(prefix.length));
         } else if (line.startsWith('BUSY') || line.startsWith('NOTSTARTED')) settle(() => resolve('busy'));
         else {
-          const message = `Memcached cannot list its keys (it answered "${line.slice(0, 80)}" to lru_crawler metadump): scan() needs memcached 1.4.31 or later with the LRU crawler enabled`;
+          const message = `Memcached cannot list its keys (it answered "${line.slice(0, 80)}" to lru_crawler metadump hash): scan() needs memcached 1.6 with the LRU crawler enabled`;
           settle(() => reject(new SessionError('ESESS_UNSUPPORTED', { message, context: { store: STORE, operation: 'scan' } })));
         }
       }
       buffered = buffered.slice(start);
     });
-    socket.write('lru_crawler metadump all\r\n');
+    socket.write('lru_crawler metadump hash\r\n');
   });
 }
 
