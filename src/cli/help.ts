@@ -1,8 +1,8 @@
 import { DEFAULT_SERVICE_CONFIG } from '../service/config.js';
 import type { Command } from './config.js';
 
-const STORE_OPTION = `  --store <url>            sqlite:PATH, memory:, redis://, postgres://, mysql://, memcached://
-                                                            [env ELASTIC_SESSION_STORE] (default ${DEFAULT_SERVICE_CONFIG.store})`;
+const STORE_OPTION = `  --store <url>            sqlite:PATH, memory:, redis://, postgres://, mysql://, memcached://,
+                           nats://                          [env ELASTIC_SESSION_STORE] (default ${DEFAULT_SERVICE_CONFIG.store})`;
 
 const SECRET_OPTIONS = `  --secret <text>          The service's secret(s)            [env ELASTIC_SESSION_SECRET]
                            (default: elastic-session.secret next to the SQLite file)
@@ -101,8 +101,9 @@ ${CONFIG_NOTE}
 `,
   sweep: `Usage: elastic-session sweep [options]
 
-Removes expired sessions and dead tombstones from a store without native expiry (SQLite), in
-batches of ${DEFAULT_SERVICE_CONFIG.sweepBatch} until a batch comes back short, and prints how many were removed.
+Removes expired sessions and dead tombstones from a store without native expiry (SQLite,
+PostgreSQL, MySQL, NATS), in batches of ${DEFAULT_SERVICE_CONFIG.sweepBatch} until a batch comes back short, and prints how
+many were removed.
 The service also sweeps by itself every ${DEFAULT_SERVICE_CONFIG.sweepIntervalMs / 1000} seconds.
 
 Options:
@@ -134,8 +135,8 @@ walk finds nothing left (at most 3 walks). Safe while the service runs: a rewrit
 overwrites a newer write. Prints progress on stderr and
 {"scanned","rewritten","fields","passes","clean","keyId"} on stdout. Exit 0 (clean: the old key
 can be removed) or 1 (old-key values kept appearing: is every instance on the new key?).
-Walks memory, SQLite, PostgreSQL, MySQL, Redis (a walk refuses to end across a failover or a
-resharding: run it again after) and Memcached (a dump of its keys; not with SASL).
+Walks memory, SQLite, PostgreSQL, MySQL, NATS, Redis (a walk refuses to end across a failover or
+a resharding: run it again after) and Memcached (a dump of its keys; not with SASL).
 
 Options:
 ${STORE_OPTION}

@@ -4,7 +4,7 @@ import type { SessionStore } from '../core/types.js';
 import { optionError } from './config.js';
 
 /** Stores on a server, shared by every instance of the service. */
-export type NetworkScheme = 'redis' | 'postgres' | 'mysql' | 'memcached';
+export type NetworkScheme = 'redis' | 'postgres' | 'mysql' | 'memcached' | 'nats';
 
 /** A parsed `--store` URL. */
 export type StoreSpec =
@@ -25,6 +25,7 @@ const NETWORK_SCHEMES: Record<string, NetworkScheme> = {
   'mysql:': 'mysql',
   'mariadb:': 'mysql',
   'memcached:': 'memcached',
+  'nats:': 'nats',
 };
 
 /** Each network store's module opens its own client from the URL and loads its driver lazily. */
@@ -33,15 +34,14 @@ const NETWORK_OPENERS: Record<NetworkScheme, (url: string) => Promise<SessionSto
   postgres: async (url) => (await import('../stores/postgres.js')).openPostgresStore(url),
   mysql: async (url) => (await import('../stores/mysql.js')).openMysqlStore(url.replace(/^mariadb:/i, 'mysql:')),
   memcached: async (url) => (await import('../stores/memcached.js')).openMemcachedStore(url),
+  nats: async (url) => (await import('../stores/nats.js')).openNatsStore(url),
 };
 
 interface SqliteModule {
   sqliteStore(options: { path?: string }): SessionStore;
 }
 
-/** Schemes that later versions (or other packages) serve; named in the error so users know it is not a typo. */
-const PLANNED_SCHEMES = new Set(['nats:']);
-const SUPPORTED = 'sqlite:, memory:, redis:, rediss:, redis-sentinel:, redis-cluster:, postgres:, mysql:, memcached:';
+const SUPPORTED = 'sqlite:, memory:, redis:, rediss:, redis-sentinel:, redis-cluster:, postgres:, mysql:, memcached:, nats:';
 
 /**
  * The URL with any credentials removed, for messages. A store URL may carry a password
@@ -74,9 +74,6 @@ export function parseStoreUrl(value: unknown, option: string, cwd = process.cwd(
   if (network !== undefined) {
     if (!url.slice(scheme?.length).startsWith('//')) throw optionError(option, `must be a URL such as ${network}://host:port`);
     return { scheme: network, url };
-  }
-  if (scheme !== undefined && PLANNED_SCHEMES.has(scheme)) {
-    throw optionError(option, `uses ${scheme} which this version of elastic-session serve does not support yet (supported: ${SUPPORTED})`);
   }
   throw optionError(option, `must start with one of ${SUPPORTED} (e.g. sqlite:./data/sessions.db)`);
 }
