@@ -412,6 +412,27 @@ describe('the service on NATS', () => {
     }
   });
 
+  it("refuses at startup an absolute timeout longer than the bucket's max_age, and answers 400 to a create asking for one", async () => {
+    const name = newBucketName();
+    const store = `${NATS_URL}?bucket=${name}&max_age=1h`;
+    await expect(createService({ store, secret: randomSecret(), port: 0, log: silentLogger })).rejects.toMatchObject({
+      code: 'ESESS_CONFIG',
+      message: expect.stringMatching(/absoluteTimeout is longer than the nats store keeps any record \(3600 s: the bucket's max_age\)/) as unknown,
+    });
+    expect(await openNatsStore(store).then(async (opened) => [await opened.maxLifetimeMs(), await opened.close()][0])).toBe(HOUR);
+    const service = await createService({ store, secret: randomSecret(), absoluteTimeout: 1800, port: 0, host: '127.0.0.1', log: silentLogger });
+    try {
+      const { url } = await service.listen();
+      const create = (absoluteTimeout: number) => fetch(`${url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ absoluteTimeout }) });
+      const refused = await create(7200);
+      expect(refused.status).toBe(400);
+      expect(await refused.json()).toMatchObject({ code: 'ESESS_INVALID_INPUT', detail: 'absoluteTimeout must be a number of seconds from 1 to 3600' });
+      expect((await create(3600)).status).toBe(201);
+    } finally {
+      await service.close();
+    }
+  });
+
   it('needs an explicit secret: NATS is shared by every instance', async () => {
     await expect(createService({ store: `${NATS_URL}?bucket=${newBucketName()}`, port: 0, log: silentLogger })).rejects.toMatchObject({ code: 'ESESS_CONFIG', message: expect.stringMatching(/required with a nats store/) as unknown });
   });

@@ -93,12 +93,19 @@ export interface SessionStore {
    *
    * `limit` is a hard upper bound on `keys.length`, never a hint. A page may hold fewer keys,
    * even none, while the cursor is not null: walk until it is null. Cursors are opaque: pass
-   * back only one the store returned. Memory, SQLite, PostgreSQL and MySQL use the last key
-   * returned and walk in key order; Redis walks in SCAN order (its cursor encodes the primary
-   * and that primary's SCAN cursor) and, per SCAN's guarantee, may return a key twice when its
-   * keyspace shrinks during the walk, so work done per key should be idempotent.
+   * back only one the store returned. Memory, SQLite, PostgreSQL, MySQL and Memcached use the
+   * last key returned and walk in key order; Redis walks in SCAN order (its cursor encodes the
+   * primary and that primary's SCAN cursor) and NATS in stream order; both may return a key
+   * twice (Redis when its keyspace shrinks, NATS when a record is rewritten during the walk), so
+   * work done per key should be idempotent.
    */
   scan?(cursor: string | null, limit: number): Promise<{ keys: string[]; cursor: string | null }>;
+  /**
+   * Optional: the longest the store keeps any record whatever its deadlines (a NATS bucket's
+   * `max_age`), in milliseconds, or null for no limit. A session must not outlive it; the
+   * session service checks its absolute timeout against it at startup and per request.
+   */
+  maxLifetimeMs?(): Promise<number | null>;
   close(): Promise<void>;
 }
 

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import { SessionError } from '../core/errors.js';
 import type { DataLimits } from '../core/json.js';
-import { SessionManager } from '../core/manager.js';
+import { MAX_TIMEOUT_SECONDS, SessionManager } from '../core/manager.js';
 import type { Clock, SessionStore } from '../core/types.js';
 import { createAuthenticator } from './auth.js';
 import { checkApiKeys, checkExposure, checkHost, checkPort, checkPositiveInteger, checkSecrets, checkTimeout, DEFAULT_SERVICE_CONFIG, isLoopback, optionError } from './config.js';
@@ -189,7 +189,13 @@ export async function createService(options: ServiceOptions = {}): Promise<Servi
 
   let manager: SessionManager;
   let tokens: TokenIssuer | null = null;
+  let maxAbsoluteTimeout = MAX_TIMEOUT_SECONDS;
   try {
+    const lifetimeMs = (await opened.maxLifetimeMs?.()) ?? null;
+    if (lifetimeMs !== null) maxAbsoluteTimeout = Math.min(maxAbsoluteTimeout, Math.floor(lifetimeMs / 1000));
+    if (absoluteTimeout > maxAbsoluteTimeout) {
+      throw optionError('absoluteTimeout', `is longer than the ${opened.name} store keeps any record (${maxAbsoluteTimeout} s${opened.name === 'nats' ? ": the bucket's max_age" : ''}); shorten it or raise the store's limit`);
+    }
     const secretOption = 'the secret (--secret, ELASTIC_SESSION_SECRET)';
     const given = options.secret === undefined ? undefined : typeof options.secret === 'string' ? [options.secret] : options.secret;
     const resolved = await resolveSecrets({ given, option: secretOption, spec, create: true, log });
@@ -225,7 +231,7 @@ export async function createService(options: ServiceOptions = {}): Promise<Servi
   let closing = false;
 
   const routes: Route[] = [
-    ...sessionRoutes(manager),
+    ...sessionRoutes(manager, maxAbsoluteTimeout),
     ...tokenRoutes(tokens),
     {
       method: 'GET',

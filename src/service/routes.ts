@@ -75,9 +75,9 @@ function userIdOf(value: unknown, field: string): string | null {
   return value;
 }
 
-function timeoutOf(value: unknown, field: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 1 || value > MAX_TIMEOUT_SECONDS) {
-    throw invalid(`${field} must be a number of seconds from 1 to ${MAX_TIMEOUT_SECONDS}`, field);
+function timeoutOf(value: unknown, field: string, max = MAX_TIMEOUT_SECONDS): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 1 || value > max) {
+    throw invalid(`${field} must be a number of seconds from 1 to ${max}`, field);
   }
   return value;
 }
@@ -89,7 +89,8 @@ export interface CreateBody {
   absoluteTimeout?: number;
 }
 
-export function parseCreateBody(body: unknown): CreateBody {
+/** `maxAbsoluteTimeout`: seconds, the store's limit on how long it keeps a record (see `SessionStore.maxLifetimeMs`). */
+export function parseCreateBody(body: unknown, maxAbsoluteTimeout = MAX_TIMEOUT_SECONDS): CreateBody {
   if (body === undefined) return {};
   if (!isPlainObject(body)) throw invalid('The body must be a JSON object');
   checkKeys(body, ['data', 'userId', 'idleTimeout', 'absoluteTimeout']);
@@ -100,7 +101,7 @@ export function parseCreateBody(body: unknown): CreateBody {
   }
   if (body.userId !== undefined) parsed.userId = userIdOf(body.userId, 'userId');
   if (body.idleTimeout !== undefined) parsed.idleTimeout = timeoutOf(body.idleTimeout, 'idleTimeout');
-  if (body.absoluteTimeout !== undefined) parsed.absoluteTimeout = timeoutOf(body.absoluteTimeout, 'absoluteTimeout');
+  if (body.absoluteTimeout !== undefined) parsed.absoluteTimeout = timeoutOf(body.absoluteTimeout, 'absoluteTimeout', maxAbsoluteTimeout);
   return parsed;
 }
 
@@ -149,7 +150,7 @@ function sessionReply(status: number, session: Session): Reply {
   return { status, body: toResource(session), headers: { etag: `"${session.version}"` } };
 }
 
-export function sessionRoutes(manager: SessionManager): Route[] {
+export function sessionRoutes(manager: SessionManager, maxAbsoluteTimeout = MAX_TIMEOUT_SECONDS): Route[] {
   const load = async (context: RequestContext): Promise<Session> => {
     const session = await manager.load(context.params.id ?? '');
     if (!session) throw notFound();
@@ -163,7 +164,7 @@ export function sessionRoutes(manager: SessionManager): Route[] {
       path: '/v1/sessions',
       operationId: 'createSession',
       async handler(context) {
-        const body = parseCreateBody(await context.body());
+        const body = parseCreateBody(await context.body(), maxAbsoluteTimeout);
         const session = manager.create(body);
         await manager.save(session, { storeEmpty: true });
         return sessionReply(201, session);

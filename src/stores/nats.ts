@@ -239,6 +239,11 @@ export class NatsStore implements SessionStore {
     });
   }
 
+  /** The bucket's `max_age`, or null when it has none: records never outlive it. */
+  async maxLifetimeMs(): Promise<number | null> {
+    return this.#op('maxLifetimeMs', async () => (this.#maxAgeMs > 0 ? this.#maxAgeMs : null));
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
