@@ -194,7 +194,7 @@ export async function createService(options: ServiceOptions = {}): Promise<Servi
     const lifetimeMs = (await opened.maxLifetimeMs?.()) ?? null;
     if (lifetimeMs !== null) maxAbsoluteTimeout = Math.min(maxAbsoluteTimeout, Math.floor(lifetimeMs / 1000));
     if (absoluteTimeout > maxAbsoluteTimeout) {
-      throw optionError('absoluteTimeout', `is longer than the ${opened.name} store keeps any record (${maxAbsoluteTimeout} s${opened.name === 'nats' ? ": the bucket's max_age" : ''}); shorten it or raise the store's limit`);
+      throw optionError('absoluteTimeout', `is longer than the ${opened.name} store keeps any record (${maxAbsoluteTimeout} s); shorten it or raise the store's limit`);
     }
     const secretOption = 'the secret (--secret, ELASTIC_SESSION_SECRET)';
     const given = options.secret === undefined ? undefined : typeof options.secret === 'string' ? [options.secret] : options.secret;
