@@ -35,7 +35,7 @@ export class HybridClock {
 
   /** Advances past a stamp seen from elsewhere, so the next local stamp orders after it. */
   observe(stamp: string): void {
-    const wall = Number.parseInt(stamp.slice(0, 12), 16);
+    const wall = wallOf(stamp);
     const counter = Number.parseInt(stamp.slice(13, 17), 16);
     if (!Number.isFinite(wall) || !Number.isFinite(counter)) return;
     if (wall > this.#wall || (wall === this.#wall && counter > this.#counter)) {
@@ -44,6 +44,18 @@ export class HybridClock {
     }
   }
 }
+
+/** The wall-clock part of a stamp, in milliseconds since the epoch (NaN for a malformed stamp). */
+export function wallOf(stamp: string): number {
+  return Number.parseInt(stamp.slice(0, 12), 16);
+}
+
+/**
+ * A stamp in the form `formatStamp` writes, optionally followed by `.r` marks (a value re-sealed
+ * under a newer key by `encryptedStore`, ordered just after the original write); stores refuse
+ * anything else in a delta or a foreign state.
+ */
+export const STAMP_PATTERN = /^[0-9a-f]{12}\.[0-9a-f]{4}\.[0-9a-f]{1,32}(?:\.r)*$/;
 
 export function formatStamp(wall: number, counter: number, node: string): string {
   return `${wall.toString(16).padStart(12, '0')}.${counter.toString(16).padStart(4, '0')}.${node}`;

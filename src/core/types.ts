@@ -22,9 +22,14 @@ export interface SessionMeta {
 
 /** A live session record as a store returns it. */
 export interface StoredSession extends SessionMeta {
-  /** Increases with every applied write; the basis of compare-and-swap. */
+  /** Increases with every applied write; the basis of compare-and-swap. Local to one store (replica). */
   version: number;
   fields: Record<string, StoredField>;
+  /**
+   * Stamp of the last write of `userId`: the principal is a last-writer-wins register of its own.
+   * `''` for records written before principals were stamped; it orders before every stamp.
+   */
+  userStamp: string;
 }
 
 /** A change to one session: only the fields a request touched. */
@@ -33,8 +38,10 @@ export interface SessionDelta {
   fields: Record<string, StoredField>;
   /** Move the sliding window: stores keep the maximum of the stored and the given value. */
   lastSeenAt?: number;
-  /** Set or clear the principal. */
+  /** Set or clear the principal; applied only if `userStamp` is newer than the stored one. */
   userId?: string | null;
+  /** Stamp of the `userId` write; required when `userId` is given. */
+  userStamp?: string;
   /** Compare-and-swap: apply only if the stored version equals this. */
   expectVersion?: number;
 }
@@ -62,6 +69,10 @@ export interface StoreCapabilities {
   userIndex: boolean;
   /** `sweep` removes expired records and dead tombstones. */
   sweep: boolean;
+  /** `scan` walks every live record. */
+  scan: boolean;
+  /** The replica powers: `readState`, `mergeState`, `readWatermark` and `mergeWatermark`. */
+  replica: boolean;
 }
 
 export interface SessionStore {
@@ -76,13 +87,18 @@ export interface SessionStore {
   apply(key: string, delta: SessionDelta): Promise<ApplyResult>;
   /**
    * Destroys the record and leaves a tombstone until its absolute expiry plus `tombstoneGraceMs`,
-   * so no later write can revive it. Returns whether a live record was destroyed.
+   * so no later write can revive it. `stamp` (the destroy's clock stamp) is kept on the tombstone
+   * by stores with the replica powers. Returns whether a live record was destroyed.
    */
-  destroy(key: string, tombstoneGraceMs: number): Promise<boolean>;
+  destroy(key: string, tombstoneGraceMs: number, stamp?: string): Promise<boolean>;
   /** Live sessions of a user. Requires `capabilities.userIndex`. */
   listByUser(userId: string): Promise<StoredSummary[]>;
-  /** Destroys all live sessions of a user, each with a tombstone. Requires `capabilities.userIndex`. */
-  destroyByUser(userId: string, tombstoneGraceMs: number): Promise<number>;
+  /**
+   * Destroys all live sessions of a user, each with a tombstone. Requires `capabilities.userIndex`.
+   * With `stamp`, a store with the replica powers also raises the user's revoke watermark to it
+   * (as `mergeWatermark` does), so sessions of the user that arrive later from other replicas die too.
+   */
+  destroyByUser(userId: string, tombstoneGraceMs: number, stamp?: string): Promise<number>;
   /** Removes up to `limit` expired records and dead tombstones; returns how many. Requires `capabilities.sweep`. */
   sweep(limit: number): Promise<number>;
   /**
@@ -106,7 +122,60 @@ export interface SessionStore {
    * session service checks its absolute timeout against it at startup and per request.
    */
   maxLifetimeMs?(): Promise<number | null>;
+  /**
+   * Replica power: the raw state of a key, tombstones and every stamp included; `null` when the
+   * key holds nothing (never written, expired, or a tombstone past its guard). Requires
+   * `capabilities.replica`.
+   */
+  readState?(key: string): Promise<KeyState>;
+  /**
+   * Replica power: merges a state from another replica into the key atomically, by
+   * `mergeRecords` (`src/core/record.ts`): creates the record if the key is free, never revives
+   * past a tombstone, and turns a live result into a tombstone when the user's revoke watermark
+   * covers it. The foreign `version` is ignored; the store's own rises when the state changes.
+   */
+  mergeState?(key: string, state: LiveState | TombstoneState): Promise<MergeOutcome>;
+  /** Replica power: the user's revoke watermark, or null. */
+  readWatermark?(userId: string): Promise<Watermark | null>;
+  /**
+   * Replica power: raises the user's revoke watermark to `stamp` (it never goes down) and destroys
+   * the user's live sessions whose principal was written at or before it (`covers`). Stores
+   * without a user index keep the watermark for sessions that arrive later and destroy none now.
+   * Returns how many sessions it destroyed.
+   */
+  mergeWatermark?(userId: string, stamp: string): Promise<number>;
   close(): Promise<void>;
+}
+
+/** A live record, as `readState` returns it and `mergeState` takes it. */
+export interface LiveState {
+  kind: 'live';
+  record: StoredSession;
+}
+
+/** A destroyed key: it guards the key against every later write until `until`. */
+export interface TombstoneState {
+  kind: 'tombstone';
+  /** The destroy's clock stamp (`''` for tombstones written before they were stamped). */
+  stamp: string;
+  /** Milliseconds since the epoch: the absolute expiry it guards plus the tolerated clock skew. */
+  until: number;
+}
+
+/** What a key holds: nothing (`null`), a live record, or a tombstone. */
+export type KeyState = LiveState | TombstoneState | null;
+
+/** A revoke-all of one user: every session bound to the user at or before `stamp` is dead. */
+export interface Watermark {
+  stamp: string;
+  /** Milliseconds since the epoch after which no session it covers can be alive. */
+  until: number;
+}
+
+/** What `mergeState` left in the key, and whether the merge changed anything. */
+export interface MergeOutcome {
+  state: 'absent' | 'live' | 'tombstone';
+  changed: boolean;
 }
 
 /** Milliseconds-since-epoch clock; injectable for tests. */
@@ -124,3 +193,6 @@ export function expiresAt(meta: Pick<SessionMeta, 'lastSeenAt' | 'idleTimeout' |
  * between instances and regions.
  */
 export const TOMBSTONE_GRACE_MS = 5 * 60 * 1000;
+
+/** Longest timeout accepted, in seconds (one year). */
+export const MAX_TIMEOUT_SECONDS = 366 * 24 * 3600;
