@@ -1,15 +1,20 @@
-import { SessionError } from '../core/errors.js';
-import type { StoredField, StoredSession } from '../core/types.js';
+import type { StoredField, StoredSession } from '../../core/types.js';
+import { invalidInput } from './checks.js';
 
-/** Row shape shared by the SQL stores that keep fields as one JSON document (PostgreSQL, MySQL). */
-export type SqlRow = Record<string, unknown>;
+/**
+ * The JSON record codec shared by the stores that keep a record's fields as one JSON document
+ * (PostgreSQL, MySQL, SQLite's fields column, NATS and Memcached values).
+ */
+
+/** A row or decoded document: metadata under the SQL column names. */
+export type RecordRow = Record<string, unknown>;
 
 /** Fields as the JSON document `{ name: { v: JSON text | null, s: stamp } }`. */
 export function encodeFields(fields: Record<string, StoredField>): string {
   const out = Object.create(null) as Record<string, { v: string | null; s: string }>;
   for (const [name, field] of Object.entries(fields ?? {})) {
     if (!field || (typeof field.value !== 'string' && field.value !== null) || typeof field.stamp !== 'string') {
-      throw new SessionError('ESESS_INVALID_INPUT', { message: 'A stored field needs a string or null value and a string stamp' });
+      throw invalidInput('A stored field needs a string or null value and a string stamp');
     }
     out[name] = { v: field.value, s: field.stamp };
   }
@@ -37,19 +42,25 @@ export function decodeFields(text: unknown): Record<string, StoredField> | null 
   return fields;
 }
 
-/** A row as these stores write it, or null when anything in it is not (corrupt). */
-export function readSession(row: SqlRow): StoredSession | null {
+/**
+ * A row as these stores write it, or null when anything in it is not (corrupt). A row without
+ * `user_stamp` (written before principals were stamped) reads with the empty stamp, which orders
+ * before every other.
+ */
+export function readSession(row: RecordRow): StoredSession | null {
   const createdAt = toInteger(row.created_at);
   const lastSeenAt = toInteger(row.last_seen_at);
   const idleTimeout = toInteger(row.idle_timeout);
   const absoluteExpiresAt = toInteger(row.absolute_expires_at);
   const version = toInteger(row.version);
   const userId = row.user_id;
+  const userStamp = row.user_stamp ?? '';
   if (createdAt === undefined || lastSeenAt === undefined || idleTimeout === undefined || absoluteExpiresAt === undefined || version === undefined) return null;
   if (typeof userId !== 'string' && userId !== null) return null;
+  if (typeof userStamp !== 'string') return null;
   const fields = decodeFields(row.fields);
   if (!fields) return null;
-  return { createdAt, lastSeenAt, idleTimeout, absoluteExpiresAt, userId, version, fields };
+  return { createdAt, lastSeenAt, idleTimeout, absoluteExpiresAt, userId, userStamp, version, fields };
 }
 
 /** BIGINT columns arrive as text or bigint depending on driver settings. */
@@ -58,34 +69,6 @@ export function toInteger(value: unknown): number | undefined {
   return typeof n === 'number' && Number.isSafeInteger(n) ? n : undefined;
 }
 
-export function checkGrace(ms: number): number {
-  if (!Number.isSafeInteger(ms) || ms < 0) throw new SessionError('ESESS_INVALID_INPUT', { message: 'tombstoneGraceMs must be a non-negative integer' });
-  return ms;
-}
-
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** A stored schema version, refused when unreadable or newer than this release's `supported`. */
-export function readSchemaVersion(store: string, found: unknown, supported: number): number {
-  const version = toInteger(found ?? 0);
-  if (version === undefined || version < 0) {
-    throw new SessionError('ESESS_CONFIG', { message: 'The session tables have an unreadable schema version', context: { store } });
-  }
-  if (version > supported) {
-    throw new SessionError('ESESS_CONFIG', {
-      message: `The session tables have schema version ${version}, newer than this elastic-session understands (${supported}); upgrade elastic-session`,
-      context: { store, schemaVersion: version, supportedVersion: supported },
-    });
-  }
-  return version;
-}
-
-/** With `migrate: false`, tables behind this release are a configuration error that says what to run. */
-export function schemaBehindError(store: string, found: number, supported: number): SessionError {
-  return new SessionError('ESESS_CONFIG', {
-    message: `The session tables are at schema version ${found}, this elastic-session needs ${supported}: run "elastic-session migrate" or set migrate: true`,
-    context: { store, schemaVersion: found, supportedVersion: supported },
-  });
 }

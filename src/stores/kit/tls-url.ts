@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
 import type { ConnectionOptions, SecureContext, SecureContextOptions } from 'node:tls';
-import { configError } from '../core/errors.js';
+import { configError } from '../../core/errors.js';
 
 export const SSL_MODES = ['disabled', 'required', 'verify-ca', 'verify-full'] as const;
 export type SslMode = (typeof SSL_MODES)[number];

@@ -1,0 +1,25 @@
+import { SessionError } from '../../core/errors.js';
+import { toInteger } from './record-codec.js';
+
+/** A stored schema version, refused when unreadable or newer than this release's `supported`. */
+export function readSchemaVersion(store: string, found: unknown, supported: number): number {
+  const version = toInteger(found ?? 0);
+  if (version === undefined || version < 0) {
+    throw new SessionError('ESESS_CONFIG', { message: 'The session tables have an unreadable schema version', context: { store } });
+  }
+  if (version > supported) {
+    throw new SessionError('ESESS_CONFIG', {
+      message: `The session tables have schema version ${version}, newer than this elastic-session understands (${supported}); upgrade elastic-session`,
+      context: { store, schemaVersion: version, supportedVersion: supported },
+    });
+  }
+  return version;
+}
+
+/** With `migrate: false`, tables behind this release are a configuration error that says what to run. */
+export function schemaBehindError(store: string, found: number, supported: number): SessionError {
+  return new SessionError('ESESS_CONFIG', {
+    message: `The session tables are at schema version ${found}, this elastic-session needs ${supported}: run "elastic-session migrate" or set migrate: true`,
+    context: { store, schemaVersion: found, supportedVersion: supported },
+  });
+}
