@@ -11,19 +11,25 @@ import type { SessionStore, StoredSession } from '../src/core/types.js';
 import { encryptedStore, EXAMPLE_ENCRYPTION_KEYS, generateEncryptionKey, parseEncryptionKeys, reencryptAll } from '../src/stores/encrypted.js';
 import { memoryStore } from '../src/stores/memory.js';
 import { sqliteStore } from '../src/stores/sqlite.js';
-import { runStoreConformance } from '../src/testing/index.js';
+import { runStoreConformance, stampAt, storedRecord } from '../src/testing/index.js';
 
 const SECRET = 'encrypted-store-test-secret-0123456789abcdef';
 
-runStoreConformance({ describe, it, beforeEach, afterEach }, {
+runStoreConformance({ describe, it, skip: it.skip, beforeEach, afterEach }, {
   name: 'encrypted(memory)',
   fakeClock: true,
+  capabilities: { nativeTtl: true, cas: true, userIndex: true, sweep: true, scan: true, replica: true },
+  multiClient: false,
+  corrupts: false,
   setup: async ({ clock }) => ({ store: encryptedStore(memoryStore({ clock }), { keys: [generateEncryptionKey('k1')] }) }),
 });
 
-runStoreConformance({ describe, it, beforeEach, afterEach }, {
+runStoreConformance({ describe, it, skip: it.skip, beforeEach, afterEach }, {
   name: 'encrypted(sqlite)',
   fakeClock: true,
+  capabilities: { nativeTtl: false, cas: true, userIndex: true, sweep: true, scan: true, replica: true },
+  multiClient: true,
+  corrupts: false,
   setup: async ({ clock }) => {
     const dir = await mkdtemp(join(tmpdir(), 'elastic-session-encrypted-'));
     const path = join(dir, 'sessions.db');
@@ -60,6 +66,69 @@ describe('encrypted store', () => {
     await manager.save(session);
     return { id: session.id, key: storeKeyOf(session.id) };
   }
+
+  describe('a store writer cannot change what the store keeps in clear (security round 2, item 3)', () => {
+    const stampAfter = (ms: number) => stampAt(Date.now() + ms);
+
+    it('writing another principal into a record makes it unreadable, and it is counted', async () => {
+      const store = encryptedStore(inner, { keys: [k1] });
+      const manager = managerOver(store);
+      const attacker = manager.create({ data: { a: 1 }, userId: 'mallory' });
+      await manager.save(attacker);
+      // The store writer sets the clear principal of the attacker's own record to the victim's.
+      expect((await inner.apply(storeKeyOf(attacker.id), { fields: {}, userId: 'alice', userStamp: stampAfter(60_000) })).status).toBe('ok');
+      expect(await countCorrupt(async () => expect(await manager.load(attacker.id)).toBeNull())).toBe(1);
+    });
+
+    it('a principal ciphertext copied from another session does not open', async () => {
+      const store = encryptedStore(inner, { keys: [k1] });
+      const victim = await saved(store, { v: 1 });
+      const manager = managerOver(store);
+      const attacker = manager.create({ data: { a: 1 }, userId: 'mallory' });
+      await manager.save(attacker);
+      const stolen = (await inner.load(victim.key))!;
+      const principal = stolen.fields['$es.principal']!;
+      const later = stampAfter(60_000);
+      await inner.apply(storeKeyOf(attacker.id), { fields: { '$es.principal': { value: principal.value, stamp: later } }, userId: 'alice', userStamp: later });
+      expect((await inner.load(storeKeyOf(attacker.id)))?.userId, 'the write landed').toBe('alice');
+      expect(await countCorrupt(async () => expect(await manager.load(attacker.id)).toBeNull())).toBe(1);
+    });
+
+    it('a longer absolute expiry written into a record makes it unreadable', async () => {
+      const store = encryptedStore(inner, { keys: [k1] });
+      const { id, key } = await saved(store, { a: 1 });
+      const raw = (await inner.load(key))!;
+      await inner.mergeState!(key, { kind: 'live', record: { ...raw, absoluteExpiresAt: raw.absoluteExpiresAt + 86_400_000 } });
+      expect((await inner.load(key))?.absoluteExpiresAt).toBe(raw.absoluteExpiresAt + 86_400_000);
+      expect(await countCorrupt(async () => expect(await managerOver(store).load(id)).toBeNull())).toBe(1);
+    });
+
+    it('a principal changed through the store itself (login, logout) stays readable, also after a key rotation', async () => {
+      const store = encryptedStore(inner, { keys: [k1] });
+      const manager = managerOver(store);
+      const session = manager.create({ data: { a: 1 } });
+      await manager.save(session);
+      const loaded = (await manager.load(session.id))!;
+      loaded.userId = 'bob';
+      await manager.save(loaded);
+      expect((await manager.load(session.id))?.userId).toBe('bob');
+      const rotated = encryptedStore(inner, { keys: [k2, k1] });
+      expect((await reencryptAll(rotated)).clean).toBe(true);
+      const onlyNew = managerOver(encryptedStore(inner, { keys: [k2] }));
+      const after = (await onlyNew.load(session.id))!;
+      expect(after.userId).toBe('bob');
+      after.userId = null;
+      await onlyNew.save(after);
+      expect((await onlyNew.load(session.id))?.userId).toBeNull();
+    });
+
+    it('refuses data fields under the reserved "$es." prefix', async () => {
+      const store = encryptedStore(inner, { keys: [k1] });
+      const manager = managerOver(store);
+      const session = manager.create({ data: { '$es.principal': 'x' } });
+      await expect(manager.save(session)).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
+    });
+  });
 
   it('the inner store never holds a value in clear, only v1.<kid>.<iv>.<ciphertext+tag>', async () => {
     const store = encryptedStore(inner, { keys: [k1] });
@@ -176,7 +245,7 @@ describe('encrypted store', () => {
     for (let i = 0; i < 25; i++) ids.push((await saved(old, { i, text: `value-${i}` })).id);
     const rotated = encryptedStore(inner, { keys: [k2, k1] });
     const progress = await reencryptAll(rotated, { batch: 7 });
-    expect(progress, 'a second, clean walk proves it').toEqual({ scanned: 50, rewritten: 25, fields: 50, passes: 2, clean: true });
+    expect(progress, 'a second, clean walk proves it').toEqual({ scanned: 50, rewritten: 25, fields: 100, passes: 2, clean: true });
     expect(await reencryptAll(rotated, { batch: 7 })).toEqual({ scanned: 25, rewritten: 0, fields: 0, passes: 1, clean: true });
     const onlyNew = managerOver(encryptedStore(inner, { keys: [k2] }));
     for (const [i, id] of ids.entries()) expect((await onlyNew.load(id))?.get('text')).toBe(`value-${i}`);
@@ -204,7 +273,7 @@ describe('encrypted store', () => {
     });
     const rotated = encryptedStore(walked, { keys: [k2, k1] });
     stragglers = 2;
-    expect(await reencryptAll(rotated, { batch: 4 })).toEqual({ scanned: 11 + 12 + 12, rewritten: 12, fields: 12, passes: 3, clean: true });
+    expect(await reencryptAll(rotated, { batch: 4 })).toEqual({ scanned: 11 + 12 + 12, rewritten: 12, fields: 36, passes: 3, clean: true });
     stragglers = 3;
     expect(await reencryptAll(rotated, { batch: 4 })).toMatchObject({ rewritten: 3, passes: 3, clean: false });
   });
@@ -217,7 +286,7 @@ describe('encrypted store', () => {
       const { id } = await saved(first, { secret: 'x' });
       await first.close();
       const rotated = encryptedStore(sqliteStore({ path }), { keys: [k2, k1] });
-      expect((await reencryptAll(rotated)).fields).toBe(1);
+      expect((await reencryptAll(rotated)).fields, "one data field and the two reserved fields").toBe(3);
       await rotated.close();
       const onlyNew = encryptedStore(sqliteStore({ path }), { keys: [k2] });
       expect((await managerOver(onlyNew).load(id))?.get('secret')).toBe('x');
@@ -307,7 +376,7 @@ describe('scan() (optional store capability)', () => {
       const { store, cleanup } = await open();
       try {
         const now = Date.now();
-        const record = { createdAt: now, lastSeenAt: now, idleTimeout: 60_000, absoluteExpiresAt: now + 60_000, userId: null, version: 1, fields: {} };
+        const record = storedRecord({}, { idleTimeout: 60_000, absoluteExpiresAt: now + 60_000 }, now);
         const keys = Array.from({ length: 23 }, () => randomBytes(32).toString('base64url'));
         for (const key of keys) await store.create(key, record);
         await store.destroy(keys[0] as string, 1000);

@@ -1,7 +1,23 @@
-import { configError, SessionError } from '../core/errors.js';
-import type { ApplyResult, Clock, SessionDelta, SessionStore, StoreCapabilities, StoredField, StoredSession, StoredSummary } from '../core/types.js';
+import { configError } from '../core/errors.js';
+import { copyRecord, covers, mergeDelta, mergeWatermarks, revokedTombstone, tombstoneOf, watermarkAt } from '../core/record.js';
+import type {
+  ApplyResult,
+  Clock,
+  KeyState,
+  LiveState,
+  MergeOutcome,
+  SessionDelta,
+  SessionStore,
+  StoreCapabilities,
+  StoredSession,
+  StoredSummary,
+  TombstoneState,
+  Watermark,
+} from '../core/types.js';
 import { expiresAt, systemClock } from '../core/types.js';
-import { mergeDelta } from './delta.js';
+import { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp } from './kit/checks.js';
+import { mergeForeignSync } from './kit/replica.js';
+import { StoreShell } from './kit/shell.js';
 
 export interface MemoryStoreOptions {
   /** Most records (sessions and tombstones) kept; the least recently used go first. @default 10000 */
@@ -12,7 +28,7 @@ export interface MemoryStoreOptions {
   clock?: Clock;
 }
 
-type Entry = { kind: 'live'; session: StoredSession; bytes: number } | { kind: 'tombstone'; until: number; bytes: number };
+type Entry = { kind: 'live'; session: StoredSession; bytes: number } | { kind: 'tombstone'; stamp: string; until: number; bytes: number };
 
 const RECORD_OVERHEAD = 128;
 
@@ -22,14 +38,15 @@ const RECORD_OVERHEAD = 128;
  */
 export class MemoryStore implements SessionStore {
   readonly name = 'memory';
-  readonly capabilities: StoreCapabilities = { nativeTtl: true, cas: true, userIndex: true, sweep: true };
+  readonly capabilities: StoreCapabilities = { nativeTtl: true, cas: true, userIndex: true, sweep: true, scan: true, replica: true };
   readonly #entries = new Map<string, Entry>();
   readonly #byUser = new Map<string, Set<string>>();
+  readonly #watermarks = new Map<string, Watermark>();
+  readonly #shell = new StoreShell('memory');
   readonly #maxEntries: number;
   readonly #maxBytes: number;
   readonly #clock: Clock;
   #bytes = 0;
-  #closed = false;
 
   constructor(options: MemoryStoreOptions = {}) {
     this.#maxEntries = options.maxEntries ?? 10_000;
@@ -50,20 +67,21 @@ export class MemoryStore implements SessionStore {
     const session = this.#live(key);
     if (!session) return null;
     this.#promote(key);
-    return copy(session);
+    return copyRecord(session);
   }
 
   async create(key: string, session: StoredSession): Promise<boolean> {
-    this.#open();
+    this.#shell.open();
+    checkRecord(session);
     const entry = this.#entries.get(key);
     if (entry && !this.#isDead(entry)) return false;
     if (entry) this.#remove(key);
-    const stored = copy(session);
-    this.#put(key, { kind: 'live', session: stored, bytes: sizeOf(stored) });
+    this.#putLive(key, copyRecord(session));
     return true;
   }
 
   async apply(key: string, delta: SessionDelta): Promise<ApplyResult> {
+    checkDelta(delta);
     const session = this.#live(key);
     if (!session) return { status: 'gone' };
     if (delta.expectVersion !== undefined && delta.expectVersion !== session.version) return { status: 'conflict', version: session.version };
@@ -81,16 +99,17 @@ export class MemoryStore implements SessionStore {
     return { status: 'ok', version: session.version };
   }
 
-  async destroy(key: string, tombstoneGraceMs: number): Promise<boolean> {
+  async destroy(key: string, tombstoneGraceMs: number, stamp = ''): Promise<boolean> {
+    checkGrace(tombstoneGraceMs);
+    checkStamp(stamp, 'A destroy stamp', true);
     const session = this.#live(key);
     if (!session) return false;
-    this.#remove(key);
-    this.#put(key, { kind: 'tombstone', until: session.absoluteExpiresAt + tombstoneGraceMs, bytes: RECORD_OVERHEAD });
+    this.#putTombstone(key, tombstoneOf(session, stamp, tombstoneGraceMs));
     return true;
   }
 
   async listByUser(userId: string): Promise<StoredSummary[]> {
-    this.#open();
+    this.#shell.open();
     const summaries: StoredSummary[] = [];
     for (const key of this.#byUser.get(userId) ?? []) {
       const session = this.#live(key);
@@ -99,16 +118,52 @@ export class MemoryStore implements SessionStore {
     return summaries;
   }
 
-  async destroyByUser(userId: string, tombstoneGraceMs: number): Promise<number> {
+  async destroyByUser(userId: string, tombstoneGraceMs: number, stamp?: string): Promise<number> {
+    checkGrace(tombstoneGraceMs);
+    if (stamp !== undefined) this.#raiseWatermark(userId, checkStamp(stamp, 'A revoke stamp'));
     let count = 0;
     for (const key of [...(this.#byUser.get(userId) ?? [])]) {
-      if (await this.destroy(key, tombstoneGraceMs)) count++;
+      if (await this.destroy(key, tombstoneGraceMs, stamp)) count++;
+    }
+    return count;
+  }
+
+  async readState(key: string): Promise<KeyState> {
+    return this.#state(key);
+  }
+
+  async mergeState(key: string, state: LiveState | TombstoneState): Promise<MergeOutcome> {
+    checkForeignState(state);
+    // Synchronous from read to write: concurrent calls cannot interleave.
+    const { next, outcome } = mergeForeignSync(this.#state(key), state, (user) => this.#watermark(user), this.#clock());
+    if (!outcome.changed) return outcome;
+    this.#remove(key);
+    if (next?.kind === 'live') this.#putLive(key, next.record);
+    else if (next?.kind === 'tombstone') this.#putTombstone(key, next);
+    return outcome;
+  }
+
+  async readWatermark(userId: string): Promise<Watermark | null> {
+    this.#shell.open();
+    return this.#watermark(userId);
+  }
+
+  async mergeWatermark(userId: string, stamp: string): Promise<number> {
+    this.#shell.open();
+    const watermark = this.#raiseWatermark(userId, checkStamp(stamp, 'A watermark stamp'));
+    let count = 0;
+    for (const key of [...(this.#byUser.get(userId) ?? [])]) {
+      const session = this.#live(key);
+      if (session && covers(watermark, session)) {
+        this.#putTombstone(key, revokedTombstone(session));
+        count++;
+      }
     }
     return count;
   }
 
   async sweep(limit: number): Promise<number> {
-    this.#open();
+    this.#shell.open();
     let removed = 0;
     for (const [key, entry] of this.#entries) {
       if (removed >= limit) break;
@@ -121,8 +176,8 @@ export class MemoryStore implements SessionStore {
   }
 
   async scan(cursor: string | null, limit: number): Promise<{ keys: string[]; cursor: string | null }> {
-    this.#open();
-    if (!Number.isSafeInteger(limit) || limit < 1) throw new SessionError('ESESS_INVALID_INPUT', { message: 'scan() limit must be a positive integer' });
+    this.#shell.open();
+    checkLimit(limit, this.name);
     // A development store: sorting on every page is fine at its size.
     const keys = [...this.#entries.keys()].filter((key) => (cursor === null || key > cursor) && this.#live(key) !== null).sort();
     const page = keys.slice(0, limit);
@@ -130,19 +185,44 @@ export class MemoryStore implements SessionStore {
   }
 
   async close(): Promise<void> {
-    this.#closed = true;
+    this.#shell.close();
     this.#entries.clear();
     this.#byUser.clear();
+    this.#watermarks.clear();
     this.#bytes = 0;
   }
 
-  #open(): void {
-    if (this.#closed) throw new SessionError('ESESS_STORE_CLOSED', { context: { store: this.name } });
+  #state(key: string): KeyState {
+    const session = this.#live(key);
+    if (session) return { kind: 'live', record: copyRecord(session) };
+    const entry = this.#entries.get(key);
+    return entry?.kind === 'tombstone' ? { kind: 'tombstone', stamp: entry.stamp, until: entry.until } : null;
+  }
+
+  #watermark(userId: string): Watermark | null {
+    const watermark = this.#watermarks.get(userId);
+    if (watermark && watermark.until <= this.#clock()) this.#watermarks.delete(userId);
+    return this.#watermarks.get(userId) ?? null;
+  }
+
+  #raiseWatermark(userId: string, stamp: string): Watermark {
+    const watermark = mergeWatermarks(this.#watermark(userId), watermarkAt(stamp)) as Watermark;
+    this.#watermarks.set(userId, watermark);
+    return watermark;
+  }
+
+  #putLive(key: string, session: StoredSession): void {
+    this.#put(key, { kind: 'live', session, bytes: sizeOf(session) });
+  }
+
+  #putTombstone(key: string, tombstone: TombstoneState): void {
+    this.#remove(key);
+    this.#put(key, { kind: 'tombstone', stamp: tombstone.stamp, until: tombstone.until, bytes: RECORD_OVERHEAD });
   }
 
   /** The live record (not a copy), or null; dead entries are dropped on the way. */
   #live(key: string): StoredSession | null {
-    this.#open();
+    this.#shell.open();
     const entry = this.#entries.get(key);
     if (!entry || entry.kind === 'tombstone') {
       if (entry && this.#isDead(entry)) this.#remove(key);
@@ -208,12 +288,6 @@ export class MemoryStore implements SessionStore {
 
 export function memoryStore(options?: MemoryStoreOptions): MemoryStore {
   return new MemoryStore(options);
-}
-
-function copy(session: StoredSession): StoredSession {
-  const fields: Record<string, StoredField> = Object.create(null) as Record<string, StoredField>;
-  for (const [name, field] of Object.entries(session.fields)) fields[name] = { ...field };
-  return { ...session, fields };
 }
 
 function sizeOf(session: StoredSession): number {

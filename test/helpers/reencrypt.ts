@@ -23,7 +23,7 @@ export async function sessionsUnderOldKey(inner: SessionStore, oldKey: string, s
 export async function expectAllUnderNewKey(inner: SessionStore, ids: readonly string[], keys: { newKey: string; oldKey: string }, secrets: string[]): Promise<void> {
   for (const id of ids) {
     const stored = await inner.load(storeKeyOf(id));
-    expect(Object.keys(stored?.fields ?? {})).toHaveLength(2);
+    expect(Object.keys(stored?.fields ?? {}), 'two data fields and the two reserved ones').toHaveLength(4);
     for (const field of Object.values(stored?.fields ?? {})) expect(field.value?.split('.')[1]).toBe('new');
   }
   const rotated = encryptedStore(inner, { keys: [keys.newKey, keys.oldKey] });
