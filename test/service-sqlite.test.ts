@@ -140,16 +140,19 @@ describe('elastic-session serve as a real process', () => {
     // A request whose body is still arriving is in flight until the body ends.
     const { request } = await import('node:http');
     const pending = new Promise<number | undefined>((resolve, reject) => {
-      const req = request(`${serve.url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
+      const headers = { 'content-type': 'application/json', 'transfer-encoding': 'chunked', expect: '100-continue' };
+      const req = request(`${serve.url}/v1/sessions`, { method: 'POST', headers }, (res) => {
         res.resume();
         res.on('end', () => resolve(res.statusCode));
       });
       req.on('error', reject);
-      req.write('{"data":');
-      setTimeout(() => {
+      // Node answers 100 Continue as it hands the request to the service: from here it is in flight.
+      req.once('continue', () => {
+        req.write('{"data":');
         serve.child.kill('SIGTERM');
-        setTimeout(() => req.end('{"a":1}}'), 200);
-      }, 100);
+        // The service logs this line as it starts draining; only then does the body end.
+        serve.stderrMatches(/SIGTERM received/).then(() => req.end('{"a":1}}'), reject);
+      });
     });
     expect(await pending).toBe(201);
     expect(await serve.exited).toBe(0);

@@ -4,6 +4,7 @@ import { dirname, join, normalize } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import ts from 'typescript';
+import type { LiveState, TombstoneState } from '../../src/core/types.js';
 
 const SRC = fileURLToPath(new URL('../../src/', import.meta.url));
 
@@ -28,6 +29,12 @@ async function buildStore(dir: string): Promise<string> {
   return pathToFileURL(join(dir, 'stores/sqlite.js')).href;
 }
 
+/** One store call a thread makes; its result is sent back as the store returned it. */
+export type ThreadOp =
+  | { op: 'apply'; key: string; name: string; stamp: string }
+  | { op: 'mergeState'; key: string; state: LiveState | TombstoneState }
+  | { op: 'mergeWatermark'; userId: string; stamp: string };
+
 const WORKER = `
 import { parentPort, workerData } from 'node:worker_threads';
 const { sqliteStore } = await import(workerData.storeUrl);
@@ -35,37 +42,47 @@ const store = sqliteStore({ path: workerData.path });
 const gate = new Int32Array(workerData.gate);
 parentPort.postMessage('ready');
 Atomics.wait(gate, 0, 0);
-const statuses = [];
-for (const [name, stamp] of workerData.fields) {
-  const result = await store.apply(workerData.key, { fields: { [name]: { value: JSON.stringify(name), stamp } } });
-  statuses.push(result.status);
+const results = [];
+for (const call of workerData.ops) {
+  if (call.op === 'apply') results.push(await store.apply(call.key, { fields: { [call.name]: { value: JSON.stringify(call.name), stamp: call.stamp } } }));
+  else if (call.op === 'mergeState') results.push(await store.mergeState(call.key, call.state));
+  else results.push(await store.mergeWatermark(call.userId, call.stamp));
 }
 await store.close();
-parentPort.postMessage(statuses);
+parentPort.postMessage({ results });
 `;
 
 /**
- * Applies one delta per field to `key`, each thread through its own SqliteStore on `path`; all
- * threads are released at once so their transactions contend for the write lock.
- * @returns the status of every apply
+ * Runs each thread's calls in order, each thread through its own SqliteStore on `path` (opened,
+ * and so migrated, by every thread at once); all threads are released together so their
+ * transactions contend for the write lock.
+ * @returns every thread's results, in thread order
  */
-export async function applyFromThreads(options: { dir: string; path: string; key: string; threads: { name: string; stamp: string }[][] }): Promise<string[]> {
+export async function runFromThreads(options: { dir: string; path: string; threads: ThreadOp[][] }): Promise<unknown[][]> {
   const storeUrl = await buildStore(options.dir);
   const script = join(options.dir, 'worker.mjs');
   await writeFile(script, WORKER);
   const gate = new SharedArrayBuffer(4);
-  const workers = options.threads.map(
-    (fields) => new Worker(script, { workerData: { storeUrl, path: options.path, key: options.key, gate, fields: fields.map((field) => [field.name, field.stamp]) } }),
-  );
+  const workers = options.threads.map((ops) => new Worker(script, { workerData: { storeUrl, path: options.path, gate, ops } }));
   const started = workers.map(track);
   await Promise.all(started.map((worker) => worker.ready));
   const view = new Int32Array(gate);
   Atomics.store(view, 0, 1);
   Atomics.notify(view, 0);
-  return (await Promise.all(started.map((worker) => worker.statuses))).flat();
+  return Promise.all(started.map((worker) => worker.results));
 }
 
-function track(worker: Worker): { ready: Promise<true>; statuses: Promise<string[]> } {
+/**
+ * Applies one delta per field to `key` from threads (see `runFromThreads`).
+ * @returns the status of every apply
+ */
+export async function applyFromThreads(options: { dir: string; path: string; key: string; threads: { name: string; stamp: string }[][] }): Promise<string[]> {
+  const threads = options.threads.map((fields) => fields.map((field): ThreadOp => ({ op: 'apply', key: options.key, ...field })));
+  const results = await runFromThreads({ dir: options.dir, path: options.path, threads });
+  return results.flat().map((result) => (result as { status: string }).status);
+}
+
+function track(worker: Worker): { ready: Promise<true>; results: Promise<unknown[]> } {
   const next = <T>(pick: (message: unknown) => T | undefined) =>
     new Promise<T>((resolve, reject) => {
       worker.on('message', (message: unknown) => {
@@ -75,8 +92,8 @@ function track(worker: Worker): { ready: Promise<true>; statuses: Promise<string
       worker.on('error', reject);
       worker.on('exit', (code) => reject(new Error(`worker exited with code ${code}`)));
     });
-  const statuses = next((message) => (Array.isArray(message) ? (message as string[]) : undefined));
+  const results = next((message) => (typeof message === 'object' && message !== null && 'results' in message ? (message.results as unknown[]) : undefined));
   // Awaited later; a worker that fails before it is ready is reported through `ready`.
-  statuses.catch(() => undefined);
-  return { ready: next((message) => (message === 'ready' ? true : undefined)), statuses };
+  results.catch(() => undefined);
+  return { ready: next((message) => (message === 'ready' ? true : undefined)), results };
 }
