@@ -1,15 +1,18 @@
-import { randomBytes } from 'node:crypto';
 import mysql from 'mysql2/promise';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { published } from './helpers/channels.js';
 import { formatStamp } from '../src/core/hlc.js';
 import { CHANNELS } from '../src/core/telemetry.js';
-import type { StoredField, StoredSession } from '../src/core/types.js';
+import type { CliIO } from '../src/cli/run.js';
+import { mergeRecords, revokedTombstone, sameState, settle, watermarkAt } from '../src/core/record.js';
+import type { KeyState, LiveState, StoredSession, TombstoneState } from '../src/core/types.js';
+import { TOMBSTONE_GRACE_MS } from '../src/core/types.js';
 import { migrateMysql, MYSQL_SCHEMA_VERSION, mysqlStore, mysqlSweepLockName, openMysqlStore } from '../src/stores/mysql.js';
 import type { MysqlStore } from '../src/stores/mysql.js';
 import { runStoreConformance } from '../src/testing/index.js';
+import { stampAt, storedFields, storedRecord, storeKey } from '../src/testing/fixtures.js';
 import { freePort } from './helpers/postgres-cluster.js';
-import { createTestTables, MYSQL_URL } from './helpers/mysql.js';
+import { createTestTables, MYSQL_URL, mysqlV1 } from './helpers/mysql.js';
 import type { TestTables } from './helpers/mysql.js';
 
 let db: TestTables;
@@ -22,9 +25,12 @@ afterAll(async () => {
   await db?.drop();
 });
 
-runStoreConformance({ describe, it, beforeEach, afterEach }, {
+runStoreConformance({ describe, it, skip: it.skip, beforeEach, afterEach }, {
   name: 'mysql',
   fakeClock: true,
+  capabilities: { nativeTtl: false, cas: true, userIndex: true, sweep: true, scan: true, replica: true },
+  multiClient: true,
+  corrupts: true,
   setup: async ({ clock }) => ({
     store: mysqlStore({ pool: db.pool, table: db.table, clock }),
     connect: () => openMysqlStore(db.url, { clock, pool: { connectionLimit: 2 } }),
@@ -34,17 +40,11 @@ runStoreConformance({ describe, it, beforeEach, afterEach }, {
   }),
 });
 
-const HOUR = 3_600_000;
-const key = () => randomBytes(32).toString('base64url');
 
 describe('mysql store', () => {
   let now: number;
   const clock = () => now;
-  const record = (fields: Record<string, unknown> = {}, meta: Partial<StoredSession> = {}): StoredSession => {
-    const stored = Object.create(null) as Record<string, StoredField>;
-    for (const [name, value] of Object.entries(fields)) stored[name] = { value: JSON.stringify(value), stamp: formatStamp(now, 0, '00000000') };
-    return { createdAt: now, lastSeenAt: now, idleTimeout: HOUR, absoluteExpiresAt: now + 24 * HOUR, userId: null, version: 1, fields: stored, ...meta };
-  };
+  const record = (fields: Record<string, unknown> = {}, meta: Partial<StoredSession> = {}): StoredSession => storedRecord(fields, meta, now);
   const store = (table = db.table): MysqlStore => mysqlStore({ pool: db.pool, table, clock });
 
   beforeEach(() => {
@@ -60,10 +60,10 @@ describe('mysql store', () => {
       },
     });
     const s = mysqlStore({ pool: counted, table: db.table, clock });
-    const k = key();
+    const k = storeKey();
     await s.create(k, record({ a: 1 }));
     queries = 0;
-    expect(await s.apply(k, { fields: {}, lastSeenAt: now + 10, userId: 'carol' })).toEqual({ status: 'ok', version: 2 });
+    expect(await s.apply(k, { fields: {}, lastSeenAt: now + 10, userId: 'carol', userStamp: stampAt(now + 10) })).toEqual({ status: 'ok', version: 2 });
     expect(await s.apply(k, { fields: {}, lastSeenAt: now + 5, expectVersion: 2 })).toEqual({ status: 'ok', version: 3 });
     expect(queries).toBe(2);
     const loaded = await s.load(k);
@@ -73,7 +73,7 @@ describe('mysql store', () => {
 
   it('reads never return an expired session, even while its row is not yet swept', async () => {
     const s = store();
-    const k = key();
+    const k = storeKey();
     await s.create(k, record({ a: 1 }, { idleTimeout: 1000 }));
     now += 1000;
     expect(await s.load(k)).toBeNull();
@@ -85,9 +85,9 @@ describe('mysql store', () => {
 
   it('create() takes over the row of an expired session and of a tombstone past its time', async () => {
     const s = store();
-    const expired = key();
+    const expired = storeKey();
     await s.create(expired, record({ a: 1 }, { idleTimeout: 1000 }));
-    const destroyed = key();
+    const destroyed = storeKey();
     await s.create(destroyed, record({}, { absoluteExpiresAt: now + 2000 }));
     await s.destroy(destroyed, 1000);
     now += 2500;
@@ -103,7 +103,7 @@ describe('mysql store', () => {
     const s = store();
     const corrupt = await published(CHANNELS.corrupt, async () => {
       for (const fields of ['[]', '"text"', '{"a": {"v": 1, "s": "x"}}', '{"a": null}']) {
-        const k = key();
+        const k = storeKey();
         await s.create(k, record({ a: 1 }));
         await db.pool.query(`UPDATE \`${db.table}\` SET fields = ? WHERE \`key\` = ?`, [fields, k]);
         expect(await s.load(k)).toBeNull();
@@ -114,7 +114,7 @@ describe('mysql store', () => {
 
   it('returns field maps without a prototype and keeps "__proto__" as a plain field', async () => {
     const s = store();
-    const k = key();
+    const k = storeKey();
     await s.create(k, record(JSON.parse('{"__proto__": 1, "constructor": 2}') as Record<string, unknown>));
     const loaded = await s.load(k);
     expect(Object.getPrototypeOf(loaded?.fields)).toBeNull();
@@ -132,20 +132,20 @@ describe('mysql store', () => {
 
   it('with migrate: false, unmigrated tables are a configuration error that names the migrate command', async () => {
     const s = mysqlStore({ pool: db.pool, table: db.another(), migrate: false, clock });
-    await expect(s.load(key())).rejects.toMatchObject({ code: 'ESESS_CONFIG', message: expect.stringMatching(/elastic-session migrate/) as unknown });
+    await expect(s.load(storeKey())).rejects.toMatchObject({ code: 'ESESS_CONFIG', message: expect.stringMatching(/elastic-session migrate/) as unknown });
   });
 
   it('refuses tables of a newer schema version than it understands', async () => {
     const table = db.another();
     await migrateMysql(db.pool, { table });
     await db.pool.query(`UPDATE \`${table}_schema\` SET version = 99`);
-    await expect(store(table).load(key())).rejects.toMatchObject({ code: 'ESESS_CONFIG', context: { schemaVersion: 99 } });
+    await expect(store(table).load(storeKey())).rejects.toMatchObject({ code: 'ESESS_CONFIG', context: { schemaVersion: 99 } });
   });
 
   it('an unreachable server is ESESS_STORE_UNAVAILABLE with the driver error as cause', async () => {
     const pool = mysql.createPool({ host: '127.0.0.1', port: await freePort(), user: 'root', database: 'test', connectTimeout: 1000 });
     try {
-      const error: unknown = await mysqlStore({ pool, clock }).load(key()).catch((caught: unknown) => caught);
+      const error: unknown = await mysqlStore({ pool, clock }).load(storeKey()).catch((caught: unknown) => caught);
       expect(error).toMatchObject({ code: 'ESESS_STORE_UNAVAILABLE', retriable: true, context: { store: 'mysql' } });
       expect((error as Error).cause).toBeInstanceOf(Error);
     } finally {
@@ -164,7 +164,7 @@ describe('mysql store', () => {
 
   it('openMysqlStore() owns its pool (close() ends it) and refuses URLs of other schemes', async () => {
     const s = await openMysqlStore(db.url, { clock });
-    const k = key();
+    const k = storeKey();
     expect(await s.create(k, record({ a: 1 }))).toBe(true);
     await s.close();
     await expect(s.load(k)).rejects.toMatchObject({ code: 'ESESS_STORE_CLOSED' });
@@ -257,5 +257,249 @@ describe('mysql store', () => {
         await other.close();
       }
     });
+  });
+});
+
+const HOUR = 3_600_000;
+
+describe('mysql replica powers', () => {
+  let now: number;
+  const clock = () => now;
+  const store = (table = db.table): MysqlStore => mysqlStore({ pool: db.pool, table, clock });
+  /** What the core's model says mergeState leaves, to compare the store with. */
+  const modelMerge = async (s: MysqlStore, key: string, foreign: LiveState | TombstoneState): Promise<KeyState> => {
+    const merged = mergeRecords(await s.readState(key), foreign);
+    const user = merged?.kind === 'live' ? merged.record.userId : null;
+    return settle(merged, user === null ? null : await s.readWatermark(user), now);
+  };
+  beforeEach(() => {
+    now = Date.now();
+  });
+
+  it('apply() changes the principal only with a strictly newer userStamp, with fields or without', async () => {
+    const s = store();
+    for (const fields of [{}, storedFields({ a: 1 }, now)]) {
+      const k = storeKey();
+      const created = stampAt(now, 0, 'aaaaaaaa');
+      await s.create(k, storedRecord({}, { userStamp: created }, now));
+      await s.apply(k, { fields, userId: 'alice', userStamp: stampAt(now - 1) });
+      await s.apply(k, { fields, userId: 'alice', userStamp: created });
+      expect(await s.load(k)).toMatchObject({ userId: null, userStamp: created });
+      const later = stampAt(now, 0, 'bbbbbbbb');
+      await s.apply(k, { fields, userId: 'alice', userStamp: later });
+      expect(await s.load(k)).toMatchObject({ userId: 'alice', userStamp: later });
+      expect((await s.listByUser('alice')).map((summary) => summary.key)).toContain(k);
+      await s.apply(k, { fields, userId: null, userStamp: stampAt(now, 0, 'aaaaaaab') });
+      expect((await s.load(k))?.userId).toBe('alice');
+      await expect(s.apply(k, { fields, userId: 'bob' })).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
+    }
+  });
+
+  it('destroy() keeps its stamp on the tombstone, and readState() returns that stamp and until exactly', async () => {
+    const s = store();
+    const k = storeKey();
+    const session = storedRecord({ a: 1 }, {}, now);
+    await s.create(k, session);
+    expect(await s.readState(k)).toEqual({ kind: 'live', record: session });
+    const stamp = stampAt(now + 1);
+    expect(await s.destroy(k, 1234, stamp)).toBe(true);
+    expect(await s.readState(k)).toEqual({ kind: 'tombstone', stamp, until: session.absoluteExpiresAt + 1234 });
+    now = session.absoluteExpiresAt + 1234;
+    expect(await s.readState(k)).toBeNull();
+  });
+
+  it('mergeState() creates a free key at version 1, merges by the record rules, and never revives past a tombstone', async () => {
+    const s = store();
+    const k = storeKey();
+    const carol = `carol-${storeKey()}`;
+    const first = storedRecord({ a: 1, b: 1 }, { version: 7 }, now);
+    expect(await s.mergeState(k, { kind: 'live', record: first })).toEqual({ state: 'live', changed: true });
+    expect(await s.readState(k)).toEqual({ kind: 'live', record: { ...first, version: 1 } });
+    expect(await s.mergeState(k, { kind: 'live', record: first })).toEqual({ state: 'live', changed: false });
+    const second = storedRecord({ b: 2, c: 2 }, { userId: carol, userStamp: stampAt(now + 5) }, now + 5);
+    const expected = await modelMerge(s, k, { kind: 'live', record: second });
+    expect(await s.mergeState(k, { kind: 'live', record: second })).toEqual({ state: 'live', changed: true });
+    const merged = await s.readState(k);
+    expect(sameState(merged, expected)).toBe(true);
+    expect(merged).toMatchObject({ record: { version: 2, userId: carol } });
+    const tombstone: TombstoneState = { kind: 'tombstone', stamp: stampAt(now + 6), until: now + 48 * HOUR };
+    expect(await s.mergeState(k, tombstone)).toEqual({ state: 'tombstone', changed: true });
+    expect(await s.listByUser(carol)).toEqual([]);
+    expect(await s.mergeState(k, { kind: 'live', record: storedRecord({ d: 4 }, {}, now + 7) })).toEqual({ state: 'tombstone', changed: false });
+    expect(await s.readState(k)).toEqual(tombstone);
+    expect(await s.create(k, storedRecord({}, {}, now))).toBe(false);
+    const early = stampAt(now);
+    expect(await s.mergeState(k, { kind: 'tombstone', stamp: early, until: now + 72 * HOUR })).toEqual({ state: 'tombstone', changed: true });
+    expect(await s.readState(k)).toEqual({ kind: 'tombstone', stamp: tombstone.stamp, until: now + 72 * HOUR });
+  });
+
+  it('mergeState() of a state that is already dead leaves the key free; a key too long is invalid input', async () => {
+    const s = store();
+    const k = storeKey();
+    expect(await s.mergeState(k, { kind: 'tombstone', stamp: stampAt(now), until: now })).toEqual({ state: 'absent', changed: false });
+    const [rows] = await db.pool.query<mysql.RowDataPacket[]>(`SELECT 1 FROM \`${db.table}\` WHERE \`key\` = ?`, [k]);
+    expect(rows).toHaveLength(0);
+    await expect(s.mergeState('k'.repeat(300), { kind: 'live', record: storedRecord({}, {}, now) })).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
+  });
+
+  it('mergeWatermark() raises the watermark (never lowers it) and revokes the sessions it covers; mergeState() then revokes arrivals', async () => {
+    const s = store();
+    const user = `user-${storeKey()}`;
+    const [before, after] = [storeKey(), storeKey()];
+    const old = storedRecord({}, { userId: user }, now - 10);
+    const young = storedRecord({}, { userId: user }, now + 10);
+    await s.create(before, old);
+    await s.create(after, young);
+    const stamp = stampAt(now);
+    expect(await s.mergeWatermark(user, stamp)).toBe(1);
+    expect(await s.readWatermark(user)).toEqual(watermarkAt(stamp));
+    expect(await s.readState(before)).toEqual(revokedTombstone(old));
+    expect(await s.readState(after)).toEqual({ kind: 'live', record: young });
+    expect(await s.mergeWatermark(user, stampAt(now - 100))).toBe(0);
+    expect(await s.readWatermark(user)).toEqual(watermarkAt(stamp));
+    const raised = stampAt(now, 1);
+    expect(await s.mergeWatermark(user, raised)).toBe(0);
+    expect(await s.readWatermark(user)).toEqual(watermarkAt(raised));
+    const arriving = storedRecord({ a: 1 }, { userId: user }, now - 1);
+    const k = storeKey();
+    expect(await s.mergeState(k, { kind: 'live', record: arriving })).toEqual({ state: 'tombstone', changed: true });
+    expect(await s.readState(k)).toEqual(revokedTombstone(arriving));
+    await expect(s.mergeWatermark(user, '')).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
+  });
+
+  it('destroyByUser() with a stamp raises the watermark first and stamps the tombstones', async () => {
+    const s = store();
+    const user = `user-${storeKey()}`;
+    const k = storeKey();
+    const session = storedRecord({}, { userId: user }, now + 50);
+    await s.create(k, session);
+    const stamp = stampAt(now);
+    expect(await s.destroyByUser(user, 1000, stamp)).toBe(1);
+    expect(await s.readWatermark(user)).toEqual(watermarkAt(stamp));
+    expect(await s.readState(k)).toEqual({ kind: 'tombstone', stamp, until: session.absoluteExpiresAt + 1000 });
+  });
+
+  it('a watermark past its time reads as null, and the last batch of a sweep removes it without counting it', async () => {
+    const table = db.another();
+    const s = store(table);
+    const stamp = stampAt(now);
+    await s.mergeWatermark('expiring', stamp);
+    now = watermarkAt(stamp).until;
+    expect(await s.readWatermark('expiring')).toBeNull();
+    expect(await s.sweep(100)).toBe(0);
+    const [rows] = await db.pool.query<mysql.RowDataPacket[]>(`SELECT 1 FROM \`${table}_watermarks\``);
+    expect(rows).toHaveLength(0);
+  });
+
+  it('mergeState() from many clients at once on one key loses no field, whether the key existed or not', async () => {
+    const clients = await Promise.all(Array.from({ length: 4 }, () => openMysqlStore(db.url, { clock, pool: { connectionLimit: 3 } })));
+    try {
+      for (const existed of [false, true]) {
+        const k = storeKey();
+        if (existed) await store().create(k, storedRecord({ seed: 0 }, {}, now));
+        await Promise.all(
+          clients.flatMap((client, c) =>
+            Array.from({ length: 5 }, (_, i) => client.mergeState(k, { kind: 'live', record: storedRecord({ [`f${c}-${i}`]: i }, { lastSeenAt: now + i }, now) })),
+          ),
+        );
+        const state = await store().readState(k);
+        expect(Object.keys((state as LiveState).record.fields)).toHaveLength(20 + (existed ? 1 : 0));
+        expect((state as LiveState).record.lastSeenAt).toBe(now + 4);
+      }
+    } finally {
+      await Promise.all(clients.map((client) => client.close()));
+    }
+  });
+
+  it('mergeState() and mergeWatermark() racing from two clients: a record the watermark covers never survives it', async () => {
+    const [a, b] = await Promise.all([openMysqlStore(db.url, { clock, pool: { connectionLimit: 2 } }), openMysqlStore(db.url, { clock, pool: { connectionLimit: 2 } })]);
+    try {
+      for (let round = 0; round < 40; round++) {
+        const user = `racer-${storeKey()}`;
+        const k = storeKey();
+        if (round % 2 === 1) await a.mergeWatermark(user, stampAt(now - 1000));
+        const record = storedRecord({ a: round }, { userId: user }, now - 1);
+        await Promise.all([a.mergeState(k, { kind: 'live', record }), b.mergeWatermark(user, stampAt(now))]);
+        expect((await a.readState(k))?.kind, `round ${round}`).toBe('tombstone');
+      }
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+});
+
+describe('mysql tables of the previous release (schema version 1)', () => {
+  let now: number;
+  const clock = () => now;
+  beforeEach(() => {
+    now = Date.now();
+  });
+
+  const oldTables = async (table: string) => {
+    await mysqlV1.createTables(db.pool, table);
+    const keys = { bound: storeKey(), anonymous: storeKey(), destroyed: storeKey() };
+    const { userStamp: _b, ...bound } = storedRecord({ cart: ['a'] }, { userId: 'old-user' }, now);
+    const { userStamp: _a, ...anonymous } = storedRecord({ theme: 'dark' }, {}, now);
+    const { userStamp: _d, ...destroyed } = storedRecord({ x: 1 }, { userId: 'old-user' }, now);
+    await mysqlV1.create(db.pool, table, keys.bound, bound);
+    await mysqlV1.create(db.pool, table, keys.anonymous, anonymous);
+    await mysqlV1.create(db.pool, table, keys.destroyed, destroyed);
+    expect(await mysqlV1.destroy(db.pool, table, keys.destroyed, TOMBSTONE_GRACE_MS, now)).toBe(true);
+    return { keys, bound, anonymous, destroyed };
+  };
+
+  it('with migrate: false, version-1 tables are a configuration error that names the migrate command', async () => {
+    const table = db.another();
+    await oldTables(table);
+    await expect(mysqlStore({ pool: db.pool, table, migrate: false, clock }).load(storeKey())).rejects.toMatchObject({
+      code: 'ESESS_CONFIG',
+      message: expect.stringMatching(/schema version 1, this elastic-session needs 2: run "elastic-session migrate"/) as unknown,
+      context: { schemaVersion: 1, supportedVersion: MYSQL_SCHEMA_VERSION },
+    });
+  });
+
+  it('elastic-session migrate upgrades them (1 -> 2); what version 1 wrote then loads, applies, reads and merges', async () => {
+    const table = db.another();
+    const { keys, bound, anonymous, destroyed } = await oldTables(table);
+    const url = new URL(MYSQL_URL);
+    url.searchParams.set('table', table);
+    const { run } = await import('../src/cli/run.js');
+    let stdout = '';
+    let stderr = '';
+    const io: CliIO = {
+      stdout: (text) => void (stdout += text),
+      stderr: (text) => void (stderr += text),
+      env: {},
+      cwd: process.cwd(),
+      readStdin: async () => '',
+      waitForStop: () => new Promise<string>(() => undefined),
+    };
+    expect(await run(['migrate', '--store', url.toString()], io), stderr).toBe(0);
+    expect(stdout).toBe(`schema version 1 -> ${MYSQL_SCHEMA_VERSION}\n`);
+    expect(await migrateMysql(db.pool, { table })).toEqual({ from: MYSQL_SCHEMA_VERSION, to: MYSQL_SCHEMA_VERSION });
+
+    const s = mysqlStore({ pool: db.pool, table, migrate: false, clock });
+    expect(await s.load(keys.bound)).toEqual({ ...bound, userStamp: '' });
+    expect(await s.readState(keys.anonymous)).toEqual({ kind: 'live', record: { ...anonymous, userStamp: '' } });
+    expect(await s.readState(keys.destroyed)).toEqual({ kind: 'tombstone', stamp: '', until: destroyed.absoluteExpiresAt + TOMBSTONE_GRACE_MS });
+
+    const stamp = stampAt(now + 1);
+    expect(await s.apply(keys.anonymous, { fields: {}, userId: 'new-user', userStamp: stamp, lastSeenAt: now + 1 })).toEqual({ status: 'ok', version: 2 });
+    expect(await s.load(keys.anonymous)).toMatchObject({ userId: 'new-user', userStamp: stamp, lastSeenAt: now + 1 });
+
+    expect(await s.mergeState(keys.destroyed, { kind: 'live', record: storedRecord({ y: 1 }, {}, now) })).toEqual({ state: 'tombstone', changed: false });
+    expect(await s.mergeState(keys.destroyed, { kind: 'tombstone', stamp: stampAt(now), until: now + 2 * 24 * HOUR })).toEqual({ state: 'tombstone', changed: true });
+    expect(await s.readState(keys.destroyed)).toMatchObject({ kind: 'tombstone', until: now + 2 * 24 * HOUR });
+
+    const foreign = storedRecord({ cart: ['a', 'b'] }, { userId: 'other-user', userStamp: stampAt(now + 2) }, now + 2);
+    expect(await s.mergeState(keys.bound, { kind: 'live', record: foreign })).toEqual({ state: 'live', changed: true });
+    expect(await s.load(keys.bound)).toMatchObject({ userId: 'other-user', userStamp: foreign.userStamp, lastSeenAt: now + 2, version: 2, fields: { cart: foreign.fields.cart } });
+    expect(await s.listByUser('old-user')).toEqual([]);
+
+    const again = storeKey();
+    const { userStamp: _u, ...old } = storedRecord({}, { userId: 'old-user' }, now);
+    await mysqlV1.create(db.pool, table, again, old);
+    expect(await s.mergeWatermark('old-user', stampAt(now))).toBe(1);
+    expect(await s.readState(again)).toMatchObject({ kind: 'tombstone' });
   });
 });

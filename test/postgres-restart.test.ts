@@ -1,14 +1,12 @@
-import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isSessionError } from '../src/core/errors.js';
 import { formatStamp } from '../src/core/hlc.js';
-import type { StoredSession } from '../src/core/types.js';
 import { openPostgresStore } from '../src/stores/postgres.js';
+import { storedRecord, storeKey } from '../src/testing/fixtures.js';
 import type { PostgresStore } from '../src/stores/postgres.js';
 import { createPrivateCluster } from './helpers/postgres-cluster.js';
 import type { PrivateCluster } from './helpers/postgres-cluster.js';
 
-const HOUR = 3_600_000;
 let cluster: PrivateCluster;
 
 beforeAll(async () => {
@@ -22,10 +20,6 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-const record = (): StoredSession => {
-  const now = Date.now();
-  return { createdAt: now, lastSeenAt: now, idleTimeout: HOUR, absoluteExpiresAt: now + 24 * HOUR, userId: null, version: 1, fields: Object.create(null) as StoredSession['fields'] };
-};
 
 describe('postgres server restart mid-load', () => {
   it('fails with typed errors during the outage, recovers after it, and loses nothing acknowledged', async () => {
@@ -43,8 +37,8 @@ describe('postgres server restart mid-load', () => {
       while (!stop) {
         try {
           if (key === null) {
-            const candidate = randomBytes(32).toString('base64url');
-            if (await store.create(candidate, record())) {
+            const candidate = storeKey();
+            if (await store.create(candidate, storedRecord())) {
               acknowledged.set(candidate, new Set());
               key = candidate;
             }

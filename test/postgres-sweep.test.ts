@@ -6,13 +6,12 @@ import { formatStamp } from '../src/core/hlc.js';
 import diagnostics from 'node:diagnostics_channel';
 import { CHANNELS } from '../src/core/telemetry.js';
 import type { SessionEvent } from '../src/core/telemetry.js';
-import type { StoredSession } from '../src/core/types.js';
 import { postgresStore, postgresSweepLockKey } from '../src/stores/postgres.js';
+import { storedRecord } from '../src/testing/fixtures.js';
 import type { PostgresStore } from '../src/stores/postgres.js';
 import { createTestSchema, POSTGRES_URL } from './helpers/postgres.js';
 import type { TestSchema } from './helpers/postgres.js';
 
-const HOUR = 3_600_000;
 let db: TestSchema;
 /** Each test sweeps its own table, so counts are exact. */
 let table: string;
@@ -30,17 +29,6 @@ afterAll(async () => {
 beforeEach(() => {
   now = Date.now();
   table = `t_${randomBytes(4).toString('hex')}`;
-});
-
-const record = (meta: Partial<StoredSession> = {}): StoredSession => ({
-  createdAt: now,
-  lastSeenAt: now,
-  idleTimeout: HOUR,
-  absoluteExpiresAt: now + 24 * HOUR,
-  userId: null,
-  version: 1,
-  fields: { a: { value: '1', stamp: formatStamp(now, 0, '00000000') } },
-  ...meta,
 });
 
 const store = (): PostgresStore => postgresStore({ pool: db.pool, schema: db.schema, table, clock });
@@ -83,7 +71,7 @@ describe('postgres sweeping', () => {
   it('sweep() deletes in batches of at most `limit`, oldest first, and keeps live sessions', async () => {
     await expiredRows(250);
     const live = store();
-    await live.create('live', record());
+    await live.create('live', storedRecord({ a: 1 }, {}, now));
     now += 1000;
     const batches: number[] = [];
     for (let n = await live.sweep(100); n > 0; n = await live.sweep(100)) batches.push(n);
@@ -135,7 +123,7 @@ describe('postgres sweeping', () => {
     await expiredRows(100);
     await slowDeletes();
     const s = store();
-    await s.create('live', record());
+    await s.create('live', storedRecord({ a: 1 }, {}, now));
     now += 1000;
     let batchDone = false;
     const batch = s.sweep(100).finally(() => (batchDone = true));
@@ -165,8 +153,8 @@ describe('postgres sweeping', () => {
       diagnostics.unsubscribe(CHANNELS.session, listener);
     }
     expect(events).toEqual([
-      { type: 'expired', store: 'postgres', count: 20 },
-      { type: 'expired', store: 'postgres', count: 10 },
+      { type: 'expired', store: 'postgres', count: 20, at: expect.any(String) },
+      { type: 'expired', store: 'postgres', count: 10, at: expect.any(String) },
     ]);
   });
 });

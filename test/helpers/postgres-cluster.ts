@@ -29,7 +29,7 @@ export async function binDir(): Promise<string> {
   }
   const versions = existsSync('/usr/lib/postgresql') ? readdirSync('/usr/lib/postgresql').sort((a, b) => Number(b) - Number(a)) : [];
   for (const version of versions) if (existsSync(`/usr/lib/postgresql/${version}/bin/initdb`)) return `/usr/lib/postgresql/${version}/bin`;
-  throw new Error('initdb not found: install the PostgreSQL server package (Debian: postgresql-15) or set ES_TEST_PG_BIN to its bin folder');
+  throw new Error('initdb not found: install the PostgreSQL server package (Debian: apt-get install postgresql-15) or set ES_TEST_PG_BIN to its bin folder');
 }
 
 export async function freePort(): Promise<number> {

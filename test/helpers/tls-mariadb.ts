@@ -30,7 +30,7 @@ async function which(names: string[]): Promise<string> {
       }
     }
   }
-  throw new Error(`${names.join(' / ')} not found: install the MariaDB server package (Debian: mariadb-server) to run the MySQL TLS tests`);
+  throw new Error(`${names.join(' / ')} not found: install the MariaDB server package (Debian: apt-get install mariadb-server) to run the MySQL TLS tests`);
 }
 
 /**
