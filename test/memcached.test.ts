@@ -1,18 +1,18 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import memjs from 'memjs';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SessionManager } from '../src/core/manager.js';
-import { formatStamp } from '../src/core/hlc.js';
+import { watermarkAt } from '../src/core/record.js';
 import { CHANNELS } from '../src/core/telemetry.js';
-import type { StoredField, StoredSession } from '../src/core/types.js';
+import type { StoredSession } from '../src/core/types.js';
 import { TOMBSTONE_GRACE_MS } from '../src/core/types.js';
 import { canScan, generateEncryptionKey } from '../src/stores/encrypted.js';
 import { memcachedStore, openMemcachedStore } from '../src/stores/memcached.js';
 import type { MemcachedStore, MemjsClient } from '../src/stores/memcached.js';
-import { runStoreConformance } from '../src/testing/index.js';
+import { fieldValue, runStoreConformance, stampAt, storedRecord, storeKey as key } from '../src/testing/index.js';
 import { startMemcached } from './helpers/memcached.js';
 import { expectAllUnderNewKey, sessionsUnderOldKey } from './helpers/reencrypt.js';
 import type { TestMemcached } from './helpers/memcached.js';
@@ -32,9 +32,12 @@ afterAll(async () => {
   await server?.stop();
 });
 
-runStoreConformance({ describe, it, beforeEach, afterEach }, {
+runStoreConformance({ describe, it, skip: it.skip, beforeEach, afterEach }, {
   name: 'memcached',
   fakeClock: true,
+  capabilities: { nativeTtl: true, cas: true, userIndex: false, sweep: false, scan: true, replica: true },
+  multiClient: true,
+  corrupts: true,
   setup: async ({ clock }) => ({
     store: memcachedStore({ client: raw, clock }),
     connect: () => openMemcachedStore(server.url, { clock }),
@@ -46,13 +49,7 @@ runStoreConformance({ describe, it, beforeEach, afterEach }, {
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
-const record = (now: number, fields: Record<string, unknown> = {}, meta: Partial<StoredSession> = {}): StoredSession => {
-  const stored = Object.create(null) as Record<string, StoredField>;
-  for (const [name, value] of Object.entries(fields)) stored[name] = { value: JSON.stringify(value), stamp: formatStamp(now, 0, '00000000') };
-  return { createdAt: now, lastSeenAt: now, idleTimeout: HOUR, absoluteExpiresAt: now + DAY, userId: null, version: 1, fields: stored, ...meta };
-};
-const key = () => randomBytes(32).toString('base64url');
-const stamp = (offset = 0) => formatStamp(Date.now() + offset, 0, randomBytes(4).toString('hex'));
+const stamp = (offset = 0) => stampAt(Date.now() + offset);
 
 /** A client on which another writer changes the item just before every replace of ours. */
 function interfered(): MemjsClient {
@@ -71,13 +68,13 @@ function interfered(): MemjsClient {
 describe('memcached store', () => {
   it('refuses a record over the item size limit with ESESS_TOO_LARGE before sending it', async () => {
     const store = memcachedStore({ client: raw });
-    await expect(store.create(key(), record(Date.now(), { big: 'x'.repeat(1100 * 1024) }))).rejects.toMatchObject({ code: 'ESESS_TOO_LARGE', context: { store: 'memcached' } });
+    await expect(store.create(key(), storedRecord({ big: 'x'.repeat(1100 * 1024) }))).rejects.toMatchObject({ code: 'ESESS_TOO_LARGE', context: { store: 'memcached' } });
   });
 
   it("maps the server's too-large answer to ESESS_TOO_LARGE and keeps the stored session", async () => {
     const store = memcachedStore({ client: raw, maxItemBytes: 8 * 1024 * 1024 });
     const k = key();
-    await store.create(k, record(Date.now(), { a: 1 }));
+    await store.create(k, storedRecord({ a: 1 }));
     const delta = { fields: { big: { value: JSON.stringify('x'.repeat(1500 * 1024)), stamp: stamp(1) } } };
     await expect(store.apply(k, delta)).rejects.toMatchObject({ code: 'ESESS_TOO_LARGE' });
     expect((await store.load(k))?.fields.a?.value).toBe('1');
@@ -87,7 +84,7 @@ describe('memcached store', () => {
     const store = memcachedStore({ client: raw });
     const k = key();
     const now = Date.now();
-    await store.create(k, record(now, { a: 1 }, { idleTimeout: 60 * DAY, absoluteExpiresAt: now + 90 * DAY }));
+    await store.create(k, storedRecord({ a: 1 }, { idleTimeout: 60 * DAY, absoluteExpiresAt: now + 90 * DAY }, now));
     expect(await store.load(k)).not.toBeNull();
     expect((await store.apply(k, { fields: {}, lastSeenAt: now + 1000 })).status).toBe('ok');
     expect((await raw.get(`es:${k}`)).value).not.toBeNull();
@@ -98,7 +95,7 @@ describe('memcached store', () => {
   it('lets memcached expire items by itself (native TTL)', async () => {
     const store = memcachedStore({ client: raw });
     const k = key();
-    await store.create(k, record(Date.now(), { a: 1 }, { idleTimeout: 300 }));
+    await store.create(k, storedRecord({ a: 1 }, { idleTimeout: 300 }));
     expect((await raw.get(`es:${k}`)).value).not.toBeNull();
     await new Promise((resolve) => setTimeout(resolve, 400));
     expect(await store.load(k), 'reads check the deadline before memcached drops the item').toBeNull();
@@ -112,7 +109,7 @@ describe('memcached store', () => {
 
   it('a delta that keeps losing its compare-and-swap fails with ESESS_CONFLICT after maxAttempts', async () => {
     const k = key();
-    await memcachedStore({ client: raw }).create(k, record(Date.now(), { a: 1 }));
+    await memcachedStore({ client: raw }).create(k, storedRecord({ a: 1 }));
     const store = memcachedStore({ client: interfered(), maxAttempts: 3 });
     const attempts: number[] = [];
     const onConflict = (message: unknown) => void attempts.push((message as { attempt: number }).attempt);
@@ -128,7 +125,7 @@ describe('memcached store', () => {
 
   it('destroy wins even against a writer that always gets in first', async () => {
     const k = key();
-    await memcachedStore({ client: raw }).create(k, record(Date.now(), { a: 1 }));
+    await memcachedStore({ client: raw }).create(k, storedRecord({ a: 1 }));
     const store = memcachedStore({ client: interfered(), maxAttempts: 2 });
     expect(await store.destroy(k, TOMBSTONE_GRACE_MS)).toBe(true);
     expect(await store.load(k)).toBeNull();
@@ -139,18 +136,18 @@ describe('memcached store', () => {
     let now = Date.now();
     const store = memcachedStore({ client: raw, clock: () => now });
     const k = key();
-    await store.create(k, record(now, {}, { absoluteExpiresAt: now + 60_000 }));
+    await store.create(k, storedRecord({}, { absoluteExpiresAt: now + 60_000 }, now));
     await store.destroy(k, 60_000);
     now += 100_000;
-    expect(await store.create(k, record(now))).toBe(false);
+    expect(await store.create(k, storedRecord({}, {}, now))).toBe(false);
     now += 30_000;
-    expect(await store.create(k, record(now, { again: true }))).toBe(true);
+    expect(await store.create(k, storedRecord({ again: true }, {}, now))).toBe(true);
     expect((await store.load(k))?.fields.again?.value).toBe('true');
   });
 
   it('has no user index: the store and the session manager refuse user calls with ESESS_UNSUPPORTED', async () => {
     const store = memcachedStore({ client: raw });
-    expect(store.capabilities).toEqual({ nativeTtl: true, cas: true, userIndex: false, sweep: false });
+    expect(store.capabilities).toEqual({ nativeTtl: true, cas: true, userIndex: false, sweep: false, scan: true, replica: true });
     await expect(store.listByUser('alice')).rejects.toMatchObject({ code: 'ESESS_UNSUPPORTED', status: 501 });
     await expect(store.destroyByUser('alice', 0)).rejects.toMatchObject({ code: 'ESESS_UNSUPPORTED' });
     const sessions = new SessionManager({ store, secrets: ['memcached-test-secret-0123456789abcdef'] });
@@ -172,14 +169,14 @@ describe('memcached store', () => {
     const store = await openMemcachedStore(own.url, { client: { retries: 1, timeout: 0.5 } });
     try {
       const before = key();
-      expect(await store.create(before, record(Date.now(), { a: 1 }))).toBe(true);
+      expect(await store.create(before, storedRecord({ a: 1 }))).toBe(true);
       await own.stop();
       await expect(store.load(before)).rejects.toMatchObject({ code: 'ESESS_STORE_UNAVAILABLE' });
       await expect(store.apply(before, { fields: { b: { value: '2', stamp: stamp(1) } } })).rejects.toMatchObject({ code: 'ESESS_STORE_UNAVAILABLE' });
       const again = await startMemcached({ port: own.port });
       try {
         const after = key();
-        expect(await store.create(after, record(Date.now(), { a: 2 }))).toBe(true);
+        expect(await store.create(after, storedRecord({ a: 2 }))).toBe(true);
         expect((await store.load(after))?.fields.a?.value).toBe('2');
         expect(await store.load(before), 'memcached keeps nothing across a restart: the session is gone, not an error').toBeNull();
       } finally {
@@ -194,7 +191,7 @@ describe('memcached store', () => {
     const store = await openMemcachedStore(`memcached://127.0.0.1:${server.port},127.0.0.1:${server.port}/?prefix=other:`);
     const k = key();
     try {
-      await store.create(k, record(Date.now(), { a: 1 }));
+      await store.create(k, storedRecord({ a: 1 }));
       expect((await raw.get(`other:${k}`)).value).not.toBeNull();
     } finally {
       await store.close();
@@ -208,6 +205,130 @@ describe('memcached store', () => {
     expect(() => memcachedStore({ client: raw, maxAttempts: 0 })).toThrow(/"maxAttempts"/);
     expect(() => memcachedStore({ client: raw, prefix: 'has space' })).toThrow(/"prefix"/);
     expect(() => memcachedStore({ client: {} as MemjsClient })).toThrow(/"client"/);
+  });
+});
+
+describe('memcached replica powers', () => {
+  const user = () => `u-${randomBytes(6).toString('hex')}`;
+  const watermarkItem = (userId: string) => `es:wm:${createHash('sha256').update(userId).digest('base64url')}`;
+  const item = async (name: string): Promise<unknown> => JSON.parse((await raw.get(name)).value?.toString() ?? 'null');
+
+  it('keeps the destroy stamp and the exact guard in the tombstone item, though memcached expires items in whole seconds', async () => {
+    const store = memcachedStore({ client: raw });
+    const k = key();
+    const created = storedRecord({ a: 1 });
+    await store.create(k, created);
+    const at = stamp(1);
+    expect(await store.destroy(k, 1_234, at)).toBe(true);
+    expect(await item(`es:${k}`)).toEqual({ t: created.absoluteExpiresAt + 1_234, s: at });
+    expect(await store.readState(k)).toEqual({ kind: 'tombstone', stamp: at, until: created.absoluteExpiresAt + 1_234 });
+  });
+
+  it('keeps a watermark item per user until its time: mergeWatermark() destroys nothing (no index to find sessions by), mergeState() settles arriving records against it', async () => {
+    let now = Date.now();
+    const store = memcachedStore({ client: raw, clock: () => now });
+    const u = user();
+    const before = key();
+    await store.create(before, storedRecord({}, { userId: u }, now - 1_000));
+    const at = stamp();
+    expect(await store.mergeWatermark(u, at)).toBe(0);
+    expect(await store.load(before), 'a session already here is not found, so it lives').not.toBeNull();
+    expect(await item(watermarkItem(u))).toEqual({ wm: at, until: watermarkAt(at).until });
+    expect(await store.readWatermark(u)).toEqual(watermarkAt(at));
+    expect(await store.mergeWatermark(u, stamp(-5_000)), 'an older stamp changes nothing').toBe(0);
+    expect(await store.readWatermark(u)).toEqual(watermarkAt(at));
+
+    const arriving = key();
+    const bound = storedRecord({ a: 1 }, { userId: u }, now - 500);
+    expect(await store.mergeState(arriving, { kind: 'live', record: bound })).toEqual({ state: 'tombstone', changed: true });
+    expect(await store.readState(arriving)).toEqual({ kind: 'tombstone', stamp: '', until: bound.absoluteExpiresAt + TOMBSTONE_GRACE_MS });
+    const rebound = storedRecord({ a: 1 }, { userId: u }, now + 1_000);
+    expect(await store.mergeState(key(), { kind: 'live', record: rebound }), 'created after the watermark: it lives').toEqual({ state: 'live', changed: true });
+
+    now = watermarkAt(at).until;
+    expect(await store.readWatermark(u), 'past its until the watermark is nothing').toBeNull();
+  });
+
+  it('a watermark raised while mergeState() writes still kills the record it wrote: the merge reads the watermark again after writing', async () => {
+    const u = user();
+    const k = key();
+    const at = stamp();
+    const other = memcachedStore({ client: raw });
+    let raised = false;
+    // Raises the watermark from another store just before the merge's add reaches memcached,
+    // after the merge has read the (absent) watermark.
+    const racing: MemjsClient = {
+      get seq() {
+        return raw.seq;
+      },
+      incrSeq: () => raw.incrSeq(),
+      perform: (name, request, seq, callback) => {
+        if (request[1] !== 0x02 || raised) return raw.perform(name, request, seq, callback);
+        raised = true;
+        void other.mergeWatermark(u, at).then(() => raw.perform(name, request, seq, callback));
+      },
+    };
+    const bound = storedRecord({ a: 1 }, { userId: u }, Date.now() - 1_000);
+    expect(await memcachedStore({ client: racing }).mergeState(k, { kind: 'live', record: bound })).toEqual({ state: 'tombstone', changed: true });
+    expect(raised).toBe(true);
+    expect(await other.readState(k)).toEqual({ kind: 'tombstone', stamp: '', until: bound.absoluteExpiresAt + TOMBSTONE_GRACE_MS });
+  });
+});
+
+describe('memcached items written by the previous release', () => {
+  // Exactly as the previous release wrote them: no user stamp in a live item, tombstones without a stamp.
+  const oldLive = (r: StoredSession): string =>
+    JSON.stringify({ c: r.createdAt, l: r.lastSeenAt, i: r.idleTimeout, a: r.absoluteExpiresAt, u: r.userId, v: r.version, f: Object.fromEntries(Object.entries(r.fields).map(([name, field]) => [name, [field.value, field.stamp]])) });
+  const oldTombstone = (until: number): string => JSON.stringify({ t: until });
+  const put = async (k: string, value: string): Promise<void> => {
+    await raw.set(`es:${k}`, value, { expires: 3_600 });
+  };
+
+  it('load() and apply() read an old record with the empty user stamp, which any stamped principal write overrides', async () => {
+    const store = memcachedStore({ client: raw });
+    const k = key();
+    const old = storedRecord({ a: 1 }, { userId: 'alice' });
+    await put(k, oldLive(old));
+    expect(await store.load(k)).toEqual({ ...old, userStamp: '' });
+    const at = stamp(1);
+    expect(await store.apply(k, { fields: { b: { value: '2', stamp: at } }, userId: 'bob', userStamp: at })).toEqual({ status: 'ok', version: 2 });
+    const loaded = await store.load(k);
+    expect({ userId: loaded?.userId, userStamp: loaded?.userStamp, a: fieldValue(loaded, 'a'), b: fieldValue(loaded, 'b') }).toEqual({ userId: 'bob', userStamp: at, a: 1, b: 2 });
+    expect(await store.destroy(k, TOMBSTONE_GRACE_MS)).toBe(true);
+  });
+
+  it('readState() shows an old record with the empty user stamp and an old tombstone with the empty stamp and its guard', async () => {
+    const store = memcachedStore({ client: raw });
+    const [live, dead] = [key(), key()];
+    const old = storedRecord({ a: 1 }, { userId: 'carol' });
+    await put(live, oldLive(old));
+    await put(dead, oldTombstone(old.absoluteExpiresAt + TOMBSTONE_GRACE_MS));
+    expect(await store.readState(live)).toEqual({ kind: 'live', record: { ...old, userStamp: '' } });
+    expect(await store.readState(dead)).toEqual({ kind: 'tombstone', stamp: '', until: old.absoluteExpiresAt + TOMBSTONE_GRACE_MS });
+  });
+
+  it('mergeState() merges into old items: a stamped principal wins over the unstamped one, an old tombstone still wins, a watermark covers an old session of the user', async () => {
+    const store = memcachedStore({ client: raw });
+    const [live, dead, ended, revoked] = [key(), key(), key(), key()];
+    const old = storedRecord({ a: 1 }, { userId: 'dave' });
+    const until = old.absoluteExpiresAt + TOMBSTONE_GRACE_MS;
+    for (const k of [live, ended, revoked]) await put(k, oldLive(old));
+    await put(dead, oldTombstone(until));
+
+    const at = stamp(1);
+    const theirs = { ...old, userId: 'erin', userStamp: at, fields: { ...old.fields, b: { value: '2', stamp: at } } };
+    expect(await store.mergeState(live, { kind: 'live', record: theirs })).toEqual({ state: 'live', changed: true });
+    expect(await store.readState(live)).toEqual({ kind: 'live', record: { ...theirs, version: 2 } });
+
+    expect(await store.mergeState(dead, { kind: 'live', record: theirs })).toEqual({ state: 'tombstone', changed: false });
+    expect(await store.mergeState(dead, { kind: 'tombstone', stamp: at, until })).toEqual({ state: 'tombstone', changed: true });
+    expect(await store.readState(dead)).toEqual({ kind: 'tombstone', stamp: at, until });
+
+    expect(await store.mergeState(ended, { kind: 'tombstone', stamp: at, until })).toEqual({ state: 'tombstone', changed: true });
+    expect(await store.load(ended)).toBeNull();
+
+    await store.mergeWatermark('dave', stamp());
+    expect(await store.mergeState(revoked, { kind: 'live', record: { ...old, userStamp: '' } }), 'a later watermark covers a session of the user created before it').toEqual({ state: 'tombstone', changed: true });
   });
 });
 
@@ -261,11 +382,11 @@ describe('memcached scan() (lru_crawler metadump)', () => {
         perServer[Number(both.getServer(`${own}${k}`))]?.push(k);
       }
       const written = perServer.flatMap((keys) => keys.slice(0, 6));
-      for (const k of written) await store.create(k, record(now));
+      for (const k of written) await store.create(k, storedRecord({}, {}, now));
       const destroyed = key();
-      await store.create(destroyed, record(now));
+      await store.create(destroyed, storedRecord({}, {}, now));
       await store.destroy(destroyed, TOMBSTONE_GRACE_MS);
-      await memcachedStore({ client: both, prefix: prefix() }).create(key(), record(now));
+      await memcachedStore({ client: both, prefix: prefix() }).create(key(), storedRecord({}, {}, now));
       expect((await raw.get(`${own}${perServer[1]?.[0]}`)).value, 'the second server holds keys the first does not').toBeNull();
 
       expect(await walk(store, 5)).toEqual([...written].sort());
@@ -280,11 +401,11 @@ describe('memcached scan() (lru_crawler metadump)', () => {
     const first = memcachedStore({ client: raw, prefix: own });
     const now = Date.now();
     const before = Array.from({ length: 10 }, () => `a${key()}`).sort();
-    for (const k of before) await first.create(k, record(now));
+    for (const k of before) await first.create(k, storedRecord({}, {}, now));
     const page = await first.scan!(null, 4);
     expect(page.keys).toEqual(before.slice(0, 4));
     const added = `z${key()}`;
-    await first.create(added, record(now));
+    await first.create(added, storedRecord({}, {}, now));
 
     const rest = await first.scan!(page.cursor, 100);
     expect(rest, 'the walk goes on over its own dump').toEqual({ keys: before.slice(4), cursor: null });
@@ -318,7 +439,7 @@ describe('memcached scan() (lru_crawler metadump)', () => {
     const own = await startMemcached({ args: ['-o', 'no_lru_crawler'] });
     const store = await openMemcachedStore(own.url);
     try {
-      await store.create(key(), record(Date.now()));
+      await store.create(key(), storedRecord());
       await expect(store.scan!(null, 10)).rejects.toMatchObject({ code: 'ESESS_UNSUPPORTED', context: { store: 'memcached', operation: 'scan' }, message: expect.stringMatching(/lru crawler disabled.*metadump hash.*memcached 1\.6/) as unknown });
     } finally {
       await store.close();
@@ -348,7 +469,7 @@ describe('elastic-session reencrypt over Memcached', () => {
 
       const result = await runCli(['reencrypt', '--store', url], { env: { ELASTIC_SESSION_ENCRYPTION_KEYS: `${newKey},${oldKey}` } });
       expect(result.code, result.stderr).toBe(0);
-      expect(JSON.parse(result.stdout)).toMatchObject({ rewritten: 30, fields: 60, keyId: 'new' });
+      expect(JSON.parse(result.stdout)).toMatchObject({ rewritten: 30, fields: 120, keyId: 'new' });
       await expectAllUnderNewKey(inner, ids, { newKey, oldKey }, secrets);
     } finally {
       await inner.close();

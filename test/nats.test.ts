@@ -3,6 +3,7 @@ import diagnostics from 'node:diagnostics_channel';
 import { connect, StorageType } from 'nats';
 import type { KV, KvOptions, NatsConnection } from 'nats';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { watermarkAt } from '../src/core/record.js';
 import { CHANNELS } from '../src/core/telemetry.js';
 import type { StoredSession } from '../src/core/types.js';
 import { TOMBSTONE_GRACE_MS } from '../src/core/types.js';
@@ -11,13 +12,12 @@ import type { SessionResource, UserSessionResource } from '../src/service/index.
 import { generateEncryptionKey } from '../src/stores/encrypted.js';
 import { natsStore, NATS_STORE_DEFAULTS, openNatsStore, parseNatsUrl } from '../src/stores/nats.js';
 import type { NatsKv, NatsStore } from '../src/stores/nats.js';
-import { runStoreConformance } from '../src/testing/index.js';
+import { fieldValue, runStoreConformance, stampAt, storedRecord, storeKey as key } from '../src/testing/index.js';
 import { NATS_URL, startNats } from './helpers/nats.js';
 import type { TestNats } from './helpers/nats.js';
 import { createTestPki, sessionRoundTrip } from './helpers/tls.js';
 import type { TestPki } from './helpers/tls.js';
 import { freePort } from './helpers/postgres-cluster.js';
-import { randomKey as key, record as recordNow, stampAt } from './helpers/redis-fixtures.js';
 import { expectAllUnderNewKey, sessionsUnderOldKey } from './helpers/reencrypt.js';
 import { randomSecret, runCli } from './helpers/service.js';
 
@@ -33,7 +33,7 @@ beforeAll(async () => {
   try {
     admin = await connect({ servers: NATS_URL, timeout: 2_000 });
   } catch (error) {
-    throw new Error(`These tests need NATS with JetStream at ${NATS_URL} (nats-server -js)`, { cause: error });
+    throw new Error(`These tests need NATS with JetStream at ${NATS_URL} (Debian: apt-get install nats-server, then nats-server -js)`, { cause: error });
   }
 });
 
@@ -58,9 +58,12 @@ async function bucket(name = newBucketName(), options: Partial<KvOptions> = {}):
   return admin.jetstream().views.kv(name, { history: 1, ttl: 7 * DAY, storage: StorageType.Memory, ...options });
 }
 
-runStoreConformance({ describe, it, beforeEach, afterEach }, {
+runStoreConformance({ describe, it, skip: it.skip, beforeEach, afterEach }, {
   name: 'nats',
   fakeClock: true,
+  capabilities: { nativeTtl: false, cas: true, userIndex: true, sweep: true, scan: true, replica: true },
+  multiClient: true,
+  corrupts: true,
   setup: async ({ clock }) => {
     const name = randomBucketName();
     const kv = await admin.jetstream().views.kv(name, { history: 1, ttl: 7 * DAY, storage: StorageType.Memory });
@@ -77,9 +80,6 @@ runStoreConformance({ describe, it, beforeEach, afterEach }, {
   },
 });
 
-/** A record as of `now`, a test clock that may run ahead of Date.now(). */
-const record = (now: number, fields: Record<string, unknown> = {}, meta: Partial<StoredSession> = {}): StoredSession =>
-  recordNow(fields, { createdAt: now, lastSeenAt: now, absoluteExpiresAt: now + DAY, ...meta });
 const stamp = (offset = 0) => stampAt(Date.now() + offset);
 const userHash = (userId: string) => createHash('sha256').update(userId).digest('base64url');
 const text = async (kv: KV, item: string): Promise<string | null> => {
@@ -92,7 +92,7 @@ async function expiredSessions(count: number): Promise<{ kv: KV; keys: string[];
   let now = Date.now();
   const kv = await bucket();
   const keys = Array.from({ length: count }, () => key());
-  for (const k of keys) await natsStore({ kv }).create(k, record(now, {}, { idleTimeout: 1_000 }));
+  for (const k of keys) await natsStore({ kv }).create(k, storedRecord({}, { idleTimeout: 1_000 }, now));
   now += 2_000;
   return { kv, keys, clock: () => now, advance: (ms) => void (now += ms) };
 }
@@ -121,10 +121,10 @@ describe('nats store', () => {
     const store = natsStore({ kv });
     const k = key();
     const now = Date.now();
-    const created = record(now, { a: 1 }, { userId: 'alice' });
+    const created = storedRecord({ a: 1 }, { userId: 'alice' }, now);
     await store.create(k, created);
     const [row, fields] = (await text(kv, `s.${k}`))?.split('\n') ?? [];
-    expect(JSON.parse(row ?? 'null')).toEqual({ created_at: now, last_seen_at: now, idle_timeout: HOUR, absolute_expires_at: now + DAY, user_id: 'alice', version: 1 });
+    expect(JSON.parse(row ?? 'null')).toEqual({ created_at: now, last_seen_at: now, idle_timeout: HOUR, absolute_expires_at: now + DAY, user_id: 'alice', user_stamp: created.userStamp, version: 1 });
     expect(JSON.parse(fields ?? 'null')).toEqual({ a: { v: '1', s: created.fields.a?.stamp } });
     expect(JSON.parse((await text(kv, `u.${userHash('alice')}.${k}`)) ?? 'null')).toEqual({ absolute_expires_at: now + DAY });
 
@@ -137,9 +137,9 @@ describe('nats store', () => {
     let now = Date.now();
     const kv = await bucket();
     const store = natsStore({ kv, clock: () => now });
-    expect(store.capabilities).toEqual({ nativeTtl: false, cas: true, userIndex: true, sweep: true });
+    expect(store.capabilities).toEqual({ nativeTtl: false, cas: true, userIndex: true, sweep: true, scan: true, replica: true });
     const k = key();
-    await store.create(k, record(now, { a: 1 }, { idleTimeout: 60_000, userId: 'bob' }));
+    await store.create(k, storedRecord({ a: 1 }, { idleTimeout: 60_000, userId: 'bob' }, now));
     now += 61_000;
     expect(await store.load(k)).toBeNull();
     expect(await text(kv, `s.${k}`)).not.toBeNull();
@@ -157,16 +157,16 @@ describe('nats store', () => {
     const kv = await bucket();
     const store = natsStore({ kv, clock: () => now });
     const [expired, tombstone, deleted] = [key(), key(), key()];
-    await store.create(expired, record(now, {}, { idleTimeout: 1_000 }));
-    await store.create(tombstone, record(now, {}, { absoluteExpiresAt: now + 60_000 }));
+    await store.create(expired, storedRecord({}, { idleTimeout: 1_000 }, now));
+    await store.create(tombstone, storedRecord({}, { absoluteExpiresAt: now + 60_000 }, now));
     await store.destroy(tombstone, 60_000);
-    await store.create(deleted, record(now));
+    await store.create(deleted, storedRecord({}, {}, now));
     await kv.delete(`s.${deleted}`);
     now += 100_000;
-    expect(await store.create(tombstone, record(now)), 'the tombstone holds the key until absolute expiry + grace').toBe(false);
-    for (const k of [expired, deleted]) expect(await store.create(k, record(now, { again: true }))).toBe(true);
+    expect(await store.create(tombstone, storedRecord({}, {}, now)), 'the tombstone holds the key until absolute expiry + grace').toBe(false);
+    for (const k of [expired, deleted]) expect(await store.create(k, storedRecord({ again: true }, {}, now))).toBe(true);
     now += 30_000;
-    expect(await store.create(tombstone, record(now, { again: true }))).toBe(true);
+    expect(await store.create(tombstone, storedRecord({ again: true }, {}, now))).toBe(true);
     for (const k of [expired, tombstone, deleted]) expect((await store.load(k))?.fields.again?.value).toBe('true');
   });
 
@@ -192,8 +192,8 @@ describe('nats store', () => {
     const kv = await bucket();
     const store = natsStore({ kv });
     const k = key();
-    await store.create(k, record(Date.now(), {}, { userId: 'carol' }));
-    await store.apply(k, { fields: {}, userId: 'dave' });
+    await store.create(k, storedRecord({}, { userId: 'carol' }));
+    await store.apply(k, { fields: {}, userId: 'dave', userStamp: stamp(1) });
     expect(await text(kv, `u.${userHash('carol')}.${k}`)).not.toBeNull();
     expect(await store.listByUser('carol')).toEqual([]);
     expect(await store.destroyByUser('carol', TOMBSTONE_GRACE_MS)).toBe(0);
@@ -204,7 +204,7 @@ describe('nats store', () => {
   it('a delta that keeps losing its compare-and-swap fails with ESESS_CONFLICT after maxAttempts', async () => {
     const kv = await bucket();
     const k = key();
-    await natsStore({ kv }).create(k, record(Date.now(), { a: 1 }));
+    await natsStore({ kv }).create(k, storedRecord({ a: 1 }));
     const store = natsStore({ kv: interfered(kv), maxAttempts: 3 });
     const attempts: number[] = [];
     const onConflict = (message: unknown) => void attempts.push((message as { attempt: number }).attempt);
@@ -221,7 +221,7 @@ describe('nats store', () => {
   it('destroy wins even against a writer that always gets in first', async () => {
     const kv = await bucket();
     const k = key();
-    await natsStore({ kv }).create(k, record(Date.now(), { a: 1 }));
+    await natsStore({ kv }).create(k, storedRecord({ a: 1 }));
     const store = natsStore({ kv: interfered(kv), maxAttempts: 2 });
     expect(await store.destroy(k, TOMBSTONE_GRACE_MS)).toBe(true);
     expect(await store.load(k)).toBeNull();
@@ -231,17 +231,17 @@ describe('nats store', () => {
   it('refuses a record over the NATS message size limit with ESESS_TOO_LARGE and keeps the stored session', async () => {
     const store = natsStore({ kv: await bucket() });
     const k = key();
-    await store.create(k, record(Date.now(), { a: 1 }));
+    await store.create(k, storedRecord({ a: 1 }));
     await expect(store.apply(k, { fields: { big: { value: JSON.stringify('x'.repeat(1100 * 1024)), stamp: stamp(1) } } })).rejects.toMatchObject({ code: 'ESESS_TOO_LARGE', context: { store: 'nats', operation: 'apply' } });
     expect((await store.load(k))?.fields.a?.value).toBe('1');
     const small = natsStore({ kv: await bucket(undefined, { maxValueSize: 4096 }) });
-    await expect(small.create(key(), record(Date.now(), { big: 'x'.repeat(8192) }))).rejects.toMatchObject({ code: 'ESESS_TOO_LARGE', context: { natsCode: 10054 } });
+    await expect(small.create(key(), storedRecord({ big: 'x'.repeat(8192) }))).rejects.toMatchObject({ code: 'ESESS_TOO_LARGE', context: { natsCode: 10054 } });
   });
 
   it('refuses sessions that would outlive the bucket max_age (ESESS_CONFIG), and buckets that keep history', async () => {
     const short = natsStore({ kv: await bucket(undefined, { ttl: HOUR }) });
-    await expect(short.create(key(), record(Date.now()))).rejects.toMatchObject({ code: 'ESESS_CONFIG', message: expect.stringMatching(/max_age/) as unknown });
-    expect(await short.create(key(), record(Date.now(), {}, { absoluteExpiresAt: Date.now() + HOUR / 2 }))).toBe(true);
+    await expect(short.create(key(), storedRecord())).rejects.toMatchObject({ code: 'ESESS_CONFIG', message: expect.stringMatching(/max_age/) as unknown });
+    expect(await short.create(key(), storedRecord({}, { absoluteExpiresAt: Date.now() + HOUR / 2 }))).toBe(true);
     const historic = natsStore({ kv: await bucket(undefined, { history: 5 }) });
     await expect(historic.load(key())).rejects.toMatchObject({ code: 'ESESS_CONFIG', message: expect.stringMatching(/history 1/) as unknown });
   });
@@ -260,13 +260,164 @@ describe('nats store', () => {
   });
 });
 
+describe('nats replica powers', () => {
+  const user = () => `u-${randomBytes(6).toString('hex')}`;
+
+  it('keeps the destroy stamp in the tombstone entry and a watermark entry per user, which sweep() deletes once past its time', async () => {
+    let now = Date.now();
+    const kv = await bucket();
+    const store = natsStore({ kv, clock: () => now });
+    const k = key();
+    const created = storedRecord({ a: 1 }, {}, now);
+    await store.create(k, created);
+    const at = stamp(1);
+    expect(await store.destroy(k, 1_234, at)).toBe(true);
+    expect(JSON.parse((await text(kv, `s.${k}`)) ?? 'null')).toEqual({ tombstone_until: created.absoluteExpiresAt + 1_234, stamp: at });
+    expect(await store.readState(k)).toEqual({ kind: 'tombstone', stamp: at, until: created.absoluteExpiresAt + 1_234 });
+
+    const u = user();
+    expect(await store.mergeWatermark(u, at)).toBe(0);
+    expect(JSON.parse((await text(kv, `w.${userHash(u)}`)) ?? 'null')).toEqual(watermarkAt(at));
+    expect(await store.readWatermark(u)).toEqual(watermarkAt(at));
+    now = watermarkAt(at).until;
+    expect(await store.readWatermark(u)).toBeNull();
+    expect(await store.sweep(100), 'the tombstone and the watermark').toBe(2);
+    expect(await text(kv, `w.${userHash(u)}`)).toBeNull();
+  });
+
+  it('mergeWatermark() destroys the indexed sessions of the user created before it and drops their index entries; destroyByUser() with a stamp raises it', async () => {
+    const kv = await bucket();
+    const store = natsStore({ kv });
+    const u = user();
+    const [before, after] = [key(), key()];
+    await store.create(before, storedRecord({}, { userId: u }, Date.now() - 1_000));
+    const at = stamp();
+    await store.create(after, storedRecord({}, { userId: u }, Date.now() + 1_000));
+    expect(await store.mergeWatermark(u, at)).toBe(1);
+    expect(await store.readState(before)).toMatchObject({ kind: 'tombstone', stamp: '' });
+    expect(await text(kv, `u.${userHash(u)}.${before}`)).toBeNull();
+    expect(await store.load(after)).not.toBeNull();
+
+    const later = stamp(5_000);
+    expect(await store.destroyByUser(u, TOMBSTONE_GRACE_MS, later)).toBe(1);
+    expect(await store.readWatermark(u)).toEqual(watermarkAt(later));
+    expect(await store.readState(after)).toMatchObject({ kind: 'tombstone', stamp: later });
+  });
+
+  it('a watermark raised while mergeState() writes still kills the record it wrote: the merge reads the watermark again after writing', async () => {
+    const kv = await bucket();
+    const u = user();
+    const k = key();
+    const at = stamp();
+    const other = natsStore({ kv });
+    let raised = false;
+    // Raises the watermark from another store just before the merge writes the session (after
+    // its index entry, and after the merge read the absent watermark): the revoke's index walk
+    // then finds no live session to kill.
+    const racing: NatsKv = {
+      get: (...args) => kv.get(...args),
+      delete: (...args) => kv.delete(...args),
+      watch: (...args) => kv.watch(...args),
+      status: () => kv.status(),
+      put: async (item, value, options) => {
+        if (item === `s.${k}` && !raised) {
+          raised = true;
+          expect(await other.mergeWatermark(u, at)).toBe(0);
+        }
+        return kv.put(item, value, options);
+      },
+    };
+    const bound = storedRecord({ a: 1 }, { userId: u }, Date.now() - 1_000);
+    expect(await natsStore({ kv: racing }).mergeState(k, { kind: 'live', record: bound })).toEqual({ state: 'tombstone', changed: true });
+    expect(raised).toBe(true);
+    expect(await other.readState(k)).toEqual({ kind: 'tombstone', stamp: '', until: bound.absoluteExpiresAt + TOMBSTONE_GRACE_MS });
+  });
+
+  it('mergeState() indexes a record that arrives with a user, so listByUser() and revokes find it', async () => {
+    const kv = await bucket();
+    const store = natsStore({ kv });
+    const u = user();
+    const k = key();
+    expect(await store.mergeState(k, { kind: 'live', record: storedRecord({ a: 1 }, { userId: u }) })).toEqual({ state: 'live', changed: true });
+    expect((await store.listByUser(u)).map((summary) => summary.key)).toEqual([k]);
+    expect(await store.mergeWatermark(u, stamp(1))).toBe(1);
+  });
+});
+
+describe('nats entries written by the previous release', () => {
+  // Exactly as the previous release wrote them: a row without user_stamp, tombstones without a stamp.
+  const oldLive = (r: StoredSession): string =>
+    `${JSON.stringify({ created_at: r.createdAt, last_seen_at: r.lastSeenAt, idle_timeout: r.idleTimeout, absolute_expires_at: r.absoluteExpiresAt, user_id: r.userId, version: r.version })}\n${JSON.stringify(
+      Object.fromEntries(Object.entries(r.fields).map(([name, field]) => [name, { v: field.value, s: field.stamp }])),
+    )}`;
+  const oldTombstone = (until: number): string => JSON.stringify({ tombstone_until: until });
+  const put = async (kv: KV, k: string, r: StoredSession): Promise<void> => {
+    if (r.userId !== null) await kv.put(`u.${userHash(r.userId)}.${k}`, JSON.stringify({ absolute_expires_at: r.absoluteExpiresAt }));
+    await kv.put(`s.${k}`, oldLive(r));
+  };
+
+  it('load() and apply() read an old record with the empty user stamp, which any stamped principal write overrides (and indexes)', async () => {
+    const kv = await bucket();
+    const store = natsStore({ kv });
+    const k = key();
+    const old = storedRecord({ a: 1 }, { userId: 'alice' });
+    await put(kv, k, old);
+    expect(await store.load(k)).toEqual({ ...old, userStamp: '' });
+    expect((await store.listByUser('alice')).map((summary) => summary.key)).toEqual([k]);
+    const at = stamp(1);
+    expect(await store.apply(k, { fields: { b: { value: '2', stamp: at } }, userId: 'bob', userStamp: at })).toEqual({ status: 'ok', version: 2 });
+    const loaded = await store.load(k);
+    expect({ userId: loaded?.userId, userStamp: loaded?.userStamp, a: fieldValue(loaded, 'a'), b: fieldValue(loaded, 'b') }).toEqual({ userId: 'bob', userStamp: at, a: 1, b: 2 });
+    expect((await store.listByUser('bob')).map((summary) => summary.key)).toEqual([k]);
+    expect(await store.destroy(k, TOMBSTONE_GRACE_MS)).toBe(true);
+  });
+
+  it('readState() shows an old record with the empty user stamp and an old tombstone with the empty stamp and its guard', async () => {
+    const kv = await bucket();
+    const store = natsStore({ kv });
+    const [live, dead] = [key(), key()];
+    const old = storedRecord({ a: 1 }, { userId: 'carol' });
+    await put(kv, live, old);
+    await kv.put(`s.${dead}`, oldTombstone(old.absoluteExpiresAt + TOMBSTONE_GRACE_MS));
+    expect(await store.readState(live)).toEqual({ kind: 'live', record: { ...old, userStamp: '' } });
+    expect(await store.readState(dead)).toEqual({ kind: 'tombstone', stamp: '', until: old.absoluteExpiresAt + TOMBSTONE_GRACE_MS });
+  });
+
+  it('mergeState() merges into old entries: a stamped principal wins over the unstamped one, an old tombstone still wins; mergeWatermark() finds old sessions by the old index', async () => {
+    const kv = await bucket();
+    const store = natsStore({ kv });
+    const [live, dead, ended, revoked] = [key(), key(), key(), key()];
+    const old = storedRecord({ a: 1 }, { userId: 'dave' });
+    const until = old.absoluteExpiresAt + TOMBSTONE_GRACE_MS;
+    for (const k of [live, ended]) await put(kv, k, old);
+    await put(kv, revoked, { ...old, userId: 'frank' });
+    await kv.put(`s.${dead}`, oldTombstone(until));
+
+    const at = stamp(1);
+    const theirs = { ...old, userId: 'erin', userStamp: at, fields: { ...old.fields, b: { value: '2', stamp: at } } };
+    expect(await store.mergeState(live, { kind: 'live', record: theirs })).toEqual({ state: 'live', changed: true });
+    expect(await store.readState(live)).toEqual({ kind: 'live', record: { ...theirs, version: 2 } });
+    expect((await store.listByUser('erin')).map((summary) => summary.key)).toEqual([live]);
+
+    expect(await store.mergeState(dead, { kind: 'live', record: theirs })).toEqual({ state: 'tombstone', changed: false });
+    expect(await store.mergeState(dead, { kind: 'tombstone', stamp: at, until })).toEqual({ state: 'tombstone', changed: true });
+    expect(await store.readState(dead)).toEqual({ kind: 'tombstone', stamp: at, until });
+
+    expect(await store.mergeState(ended, { kind: 'tombstone', stamp: at, until })).toEqual({ state: 'tombstone', changed: true });
+    expect(await store.load(ended)).toBeNull();
+
+    expect(await store.mergeWatermark('frank', stamp(2))).toBe(1);
+    expect(await store.readState(revoked)).toEqual({ kind: 'tombstone', stamp: '', until });
+  });
+});
+
 describe('nats scan()', () => {
   it('walks in stream order with a cursor another store can continue; a key rewritten during the walk comes again, none is missed', async () => {
     const kv = await bucket();
     const first = natsStore({ kv });
     const now = Date.now();
     const keys = Array.from({ length: 10 }, () => key());
-    for (const k of keys) await first.create(k, record(now));
+    for (const k of keys) await first.create(k, storedRecord({}, {}, now));
     const page = await first.scan(null, 4);
     expect(page.keys).toEqual(keys.slice(0, 4));
     await first.apply(keys[1] as string, { fields: { touched: { value: 'true', stamp: stamp(1) } } });
@@ -280,9 +431,9 @@ describe('nats scan()', () => {
     const kv = await bucket();
     const store = natsStore({ kv });
     const live = key();
-    await store.create(live, record(Date.now()));
+    await store.create(live, storedRecord());
     const destroyed = key();
-    await store.create(destroyed, record(Date.now()));
+    await store.create(destroyed, storedRecord());
     await store.destroy(destroyed, TOMBSTONE_GRACE_MS);
     const first = await store.scan(null, 1);
     expect(first.keys).toEqual([live]);
@@ -303,7 +454,7 @@ describe('elastic-session reencrypt over NATS', () => {
 
       const result = await runCli(['reencrypt', '--store', url], { env: { ELASTIC_SESSION_ENCRYPTION_KEYS: `${newKey},${oldKey}` } });
       expect(result.code, result.stderr).toBe(0);
-      expect(JSON.parse(result.stdout)).toMatchObject({ rewritten: 30, fields: 60, keyId: 'new', clean: true });
+      expect(JSON.parse(result.stdout)).toMatchObject({ rewritten: 30, fields: 120, keyId: 'new', clean: true });
       await expectAllUnderNewKey(inner, ids, { newKey, oldKey }, secrets);
     } finally {
       await inner.close();
@@ -350,7 +501,7 @@ describe('openNatsStore() and its URL', () => {
     let status;
     try {
       const k = key();
-      expect(await store.create(k, record(Date.now(), { a: 1 }))).toBe(true);
+      expect(await store.create(k, storedRecord({ a: 1 }))).toBe(true);
       status = await (await admin.jetstream().views.kv(name, { bindOnly: true })).status();
       expect((await store.load(k))?.fields.a?.value).toBe('1');
     } finally {
@@ -385,7 +536,7 @@ describe('openNatsStore() and its URL', () => {
     await bucket(name);
     const own = await connect({ servers: NATS_URL });
     const store = natsStore({ kv: await own.jetstream().views.kv(name) });
-    await store.create(key(), record(Date.now()));
+    await store.create(key(), storedRecord());
     await own.close();
     await expect(store.load(key())).rejects.toMatchObject({ code: 'ESESS_STORE_UNAVAILABLE', context: { kind: 'closed' } });
   });
@@ -452,14 +603,14 @@ describe('nats restart', () => {
       store = natsStore({ kv });
       const now = Date.now();
       const keys = Array.from({ length: 5 }, () => key());
-      for (const k of keys) expect(await store.create(k, record(now, { a: 1 }, { userId: 'frank' }))).toBe(true);
+      for (const k of keys) expect(await store.create(k, storedRecord({ a: 1 }, { userId: 'frank' }, now))).toBe(true);
       expect((await store.apply(keys[0] as string, { fields: { b: { value: '2', stamp: stamp(1) } } })).status).toBe('ok');
 
       await server.kill();
       const down = { code: 'ESESS_STORE_UNAVAILABLE', retriable: true, context: { store: 'nats' } };
       await expect(store.load(keys[0] as string)).rejects.toMatchObject({ ...down, context: { store: 'nats', operation: 'load' } });
       await expect(store.apply(keys[1] as string, { fields: { c: { value: '3', stamp: stamp(2) } } })).rejects.toMatchObject({ ...down, context: { store: 'nats', operation: 'apply' } });
-      await expect(store.create(key(), record(now))).rejects.toMatchObject(down);
+      await expect(store.create(key(), storedRecord({}, {}, now))).rejects.toMatchObject(down);
       await expect(store.listByUser('frank')).rejects.toMatchObject(down);
 
       const back = new Promise<void>((resolve) => (reconnected = resolve));
@@ -470,7 +621,7 @@ describe('nats restart', () => {
       for (const k of keys) expect(await store.load(k)).not.toBeNull();
       expect((await store.listByUser('frank')).map((summary) => summary.key).sort()).toEqual([...keys].sort());
       const after = key();
-      expect(await store.create(after, record(Date.now(), { d: 4 }))).toBe(true);
+      expect(await store.create(after, storedRecord({ d: 4 }))).toBe(true);
       expect((await store.load(after))?.fields.d?.value).toBe('4');
     } finally {
       await store?.close();

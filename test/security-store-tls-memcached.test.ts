@@ -54,9 +54,12 @@ afterAll(async () => {
   pki?.cleanup();
 });
 
-runStoreConformance({ describe, it, beforeEach, afterEach }, {
+runStoreConformance({ describe, it, skip: it.skip, beforeEach, afterEach }, {
   name: 'memcached over TLS',
   fakeClock: true,
+  capabilities: { nativeTtl: true, cas: true, userIndex: false, sweep: false, scan: true, replica: true },
+  multiClient: true,
+  corrupts: true,
   setup: async ({ clock }) => ({
     store: memcachedStore({ client, clock }),
     connect: () => openMemcachedStore(`${server.url}${tls({ 'ssl-ca': pki.ca.certPath })}`, { clock }),

@@ -9,7 +9,7 @@ import { freePort } from './postgres-cluster.js';
 /** The NATS server (with JetStream) that the NATS tests share. */
 export const NATS_URL = process.env.ES_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
 
-const NATS_MISSING = 'nats-server could not be started: install NATS Server 2.9 or later (https://github.com/nats-io/nats-server/releases) or set ES_TEST_NATS_SERVER';
+const NATS_MISSING = 'nats-server could not be started: install NATS Server 2.9 or later (Debian: apt-get install nats-server; or https://github.com/nats-io/nats-server/releases) or set ES_TEST_NATS_SERVER';
 const READY_TIMEOUT_MS = 10_000;
 
 export interface TestNats {
