@@ -5,7 +5,8 @@ import { TOMBSTONE_GRACE_MS } from '../src/core/types.js';
 import { openRedisStore, redisStore } from '../src/stores/redis.js';
 import type { RedisStore, RedisStoreOptions } from '../src/stores/redis.js';
 import { runStoreConformance } from '../src/testing/index.js';
-import { BOUNDED_CLUSTER, deletePrefix, randomKey, record, stampAt } from './helpers/redis-fixtures.js';
+import { stampAt, storedRecord, storeKey } from '../src/testing/fixtures.js';
+import { BOUNDED_CLUSTER, deletePrefix, describeReplicaPowers } from './helpers/redis-fixtures.js';
 import { SessionLoad } from './helpers/redis-load.js';
 import { checkRedisBinaries, monitor, redisCli, sleep, startCluster, stopAll } from './helpers/redis-servers.js';
 import type { RedisClusterNodes } from './helpers/redis-servers.js';
@@ -32,14 +33,20 @@ function clusterClient(): Cluster {
 
 const openStore = (options: Partial<RedisStoreOptions> = {}): RedisStore => redisStore({ client: clusterClient(), ownsClient: true, ...options });
 
-runStoreConformance({ describe, it, beforeEach, afterEach }, {
+runStoreConformance({ describe, it, skip: it.skip, beforeEach, afterEach }, {
   name: 'redis (cluster, 3 masters + 3 replicas)',
   fakeClock: false,
+  capabilities: { nativeTtl: true, cas: true, userIndex: true, sweep: false, scan: true, replica: true },
+  multiClient: true,
+  corrupts: true,
   setup: async () => {
     const prefix = newPrefix();
     const admin = clusterClient();
+    // Connected, slots known and scripts cached: cases that time a few milliseconds measure the store, not the client's start.
+    const store = openStore({ prefix });
+    await store.loadScripts();
     return {
-      store: openStore({ prefix }),
+      store,
       connect: async () => openStore({ prefix }),
       corrupt: async (key) => {
         await admin.del(`${prefix}{${key}}`);
@@ -53,14 +60,34 @@ runStoreConformance({ describe, it, beforeEach, afterEach }, {
   },
 });
 
+describeReplicaPowers(
+  'redis (cluster)',
+  async () => {
+    const prefix = newPrefix();
+    const admin = clusterClient();
+    const store = openStore({ prefix });
+    return {
+      store,
+      admin,
+      prefix,
+      cleanup: async () => {
+        await store.close();
+        await deletePrefix(admin, prefix);
+        admin.disconnect();
+      },
+    };
+  },
+  { modelRuns: 40 },
+);
+
 describe('redis store on a cluster', () => {
   it('scan() walks every primary in turn, and refuses to go on once the primaries changed', async () => {
     const prefix = newPrefix();
     const store = openStore({ prefix });
     const admin = clusterClient();
     try {
-      const keys = Array.from({ length: 40 }, () => randomKey());
-      await Promise.all(keys.map((key) => store.create(key, record({ a: 1 }))));
+      const keys = Array.from({ length: 40 }, () => storeKey());
+      await Promise.all(keys.map((key) => store.create(key, storedRecord({ a: 1 }))));
       await admin.ping();
       const holders = await Promise.all(admin.nodes('master').map(async (node) => (await node.scan('0', 'MATCH', `${prefix}*`, 'COUNT', 1000))[1].length));
       expect(holders.filter((count) => count > 0).length, 'the sessions live on several primaries').toBeGreaterThan(1);
@@ -86,7 +113,7 @@ describe('redis store on a cluster', () => {
     const prefix = newPrefix();
     const store = openStore({ prefix });
     try {
-      await Promise.all(Array.from({ length: 40 }, () => store.create(randomKey(), record({ a: 1 }))));
+      await Promise.all(Array.from({ length: 40 }, () => store.create(storeKey(), storedRecord({ a: 1 }))));
       const masters = (await cluster.nodes()).filter((node) => node.flags.includes('master') && !node.flags.includes('fail'));
       const [source, target] = masters as [(typeof masters)[number], (typeof masters)[number]];
       const slot = String((JSON.parse(String(await cluster.command(source.port, 'EVAL', 'return cjson.encode(redis.call("CLUSTER", "SLOTS"))', '0'))) as [number, number, [string, number, string]][])
@@ -125,11 +152,11 @@ describe('redis store on a cluster', () => {
     try {
       expect(store.isCluster).toBe(true);
       const user = `u-${randomBytes(4).toString('hex')}`;
-      const keys = Array.from({ length: 30 }, () => randomKey());
-      await Promise.all(keys.map((key) => store.create(key, record({ a: 1 }, { userId: user }))));
+      const keys = Array.from({ length: 30 }, () => storeKey());
+      await Promise.all(keys.map((key) => store.create(key, storedRecord({ a: 1 }, { userId: user }))));
       const moved = keys[0] as string;
-      expect((await store.apply(moved, { fields: {}, userId: 'someone-else' })).status).toBe('ok');
-      expect((await store.apply(moved, { fields: {}, userId: user })).status, 'moving back is listed again').toBe('ok');
+      expect((await store.apply(moved, { fields: {}, userId: 'someone-else', userStamp: stampAt(Date.now() + 1) })).status).toBe('ok');
+      expect((await store.apply(moved, { fields: {}, userId: user, userStamp: stampAt(Date.now() + 2) })).status, 'moving back is listed again').toBe('ok');
       const gone = keys[1] as string;
       await store.destroy(gone, TOMBSTONE_GRACE_MS);
       const listed = (await store.listByUser(user)).map((summary) => summary.key).sort();
@@ -162,19 +189,29 @@ describe('redis store on a cluster', () => {
     };
     try {
       const user = `u-${randomBytes(4).toString('hex')}`;
-      const keys = [randomKey(), randomKey(), randomKey()];
+      const keys = [storeKey(), storeKey(), storeKey()];
       await store.loadScripts();
       const figures: Record<string, string> = {};
-      figures['create (no principal)'] = await count(() => store.create(randomKey(), record()));
-      figures['create (with principal)'] = await count(() => store.create(keys[0] as string, record({}, { userId: user })));
+      figures['create (no principal)'] = await count(() => store.create(storeKey(), storedRecord()));
+      figures['create (with principal)'] = await count(() => store.create(keys[0] as string, storedRecord({}, { userId: user })));
       figures.load = await count(() => store.load(keys[0] as string));
       figures.apply = await count(() => store.apply(keys[0] as string, { fields: { a: { value: '1', stamp: stampAt(Date.now()) } }, lastSeenAt: Date.now() }));
-      await store.create(keys[1] as string, record());
-      figures['apply (principal change)'] = await count(() => store.apply(keys[1] as string, { fields: {}, userId: user }));
+      await store.create(keys[1] as string, storedRecord());
+      figures['apply (principal change)'] = await count(() => store.apply(keys[1] as string, { fields: {}, userId: user, userStamp: stampAt(Date.now() + 1) }));
       figures.destroy = await count(() => store.destroy(keys[1] as string, TOMBSTONE_GRACE_MS));
-      await store.create(keys[2] as string, record({}, { userId: user }));
+      await store.create(keys[2] as string, storedRecord({}, { userId: user }));
       figures['listByUser (2 live, 1 destroyed)'] = await count(() => store.listByUser(user));
       figures['destroyByUser (2 live)'] = await count(() => store.destroyByUser(user, TOMBSTONE_GRACE_MS));
+      const merged = storeKey();
+      const revoked = `u-${randomBytes(4).toString('hex')}`;
+      const arriving = storedRecord({ a: 1 }, { userId: revoked, createdAt: Date.now() - 1_000 });
+      figures['mergeState (a new record with a principal)'] = await count(() => store.mergeState(merged, { kind: 'live', record: arriving }));
+      figures['mergeState (a duplicate)'] = await count(() => store.mergeState(merged, { kind: 'live', record: arriving }));
+      figures['mergeState (a tombstone)'] = await count(() => store.mergeState(storeKey(), { kind: 'tombstone', stamp: stampAt(Date.now()), until: Date.now() + 60_000 }));
+      figures.readState = await count(() => store.readState(merged));
+      figures.readWatermark = await count(() => store.readWatermark(revoked));
+      await store.create(keys[0] as string, storedRecord({}, { userId: revoked, createdAt: Date.now() - 1_000 }));
+      figures['mergeWatermark (2 live, both covered)'] = await count(() => store.mergeWatermark(revoked, stampAt(Date.now())));
       console.log('[redis-cluster] commands per store operation (cluster):', figures);
       expect(figures.load).toBe('HGETALL');
       expect(figures.apply).toBe('EVALSHA');
@@ -184,6 +221,12 @@ describe('redis store on a cluster', () => {
       expect(figures['apply (principal change)']).toBe('EVALSHA EVALSHA EVALSHA');
       expect(figures['listByUser (2 live, 1 destroyed)']).toBe('EVALSHA HMGET HMGET HMGET ZREM');
       expect(figures['destroyByUser (2 live)']).toBe('EVALSHA EVALSHA EVALSHA ZREM');
+      expect(figures['mergeState (a new record with a principal)'], 'watermark and index entry, merge, watermark again and exact score').toBe('EVALSHA EVALSHA EVALSHA');
+      expect(figures['mergeState (a duplicate)']).toBe('EVALSHA EVALSHA');
+      expect(figures['mergeState (a tombstone)']).toBe('EVALSHA');
+      expect(figures.readState).toBe('EVALSHA');
+      expect(figures.readWatermark).toBe('HMGET');
+      expect(figures['mergeWatermark (2 live, both covered)']).toBe('EVALSHA EVALSHA EVALSHA ZREM');
     } finally {
       for (const each of monitors) each.stop();
       await store.close();
@@ -204,8 +247,8 @@ describe('redis store on a cluster', () => {
     const url = `redis-cluster://${cluster.seeds.map(({ host, port }) => `${host}:${port}`).join(',')}?prefix=${encodeURIComponent(prefix)}`;
     const store = await openRedisStore(url, { waitForReplicas: { replicas: 1, timeoutMs: 1_000 } });
     try {
-      const key = randomKey();
-      expect(await store.create(key, record({ a: 1 }, { userId: 'dora' }))).toBe(true);
+      const key = storeKey();
+      expect(await store.create(key, storedRecord({ a: 1 }, { userId: 'dora' }))).toBe(true);
       expect((await store.apply(key, { fields: { b: { value: '2', stamp: stampAt(Date.now() + 1) } } })).status).toBe('ok');
       expect((await store.listByUser('dora')).map((summary) => summary.key)).toEqual([key]);
     } finally {

@@ -8,38 +8,41 @@ import { storeKeyOf } from '../src/core/ids.js';
 import { SessionManager } from '../src/core/manager.js';
 import { CHANNELS } from '../src/core/telemetry.js';
 import { TOMBSTONE_GRACE_MS } from '../src/core/types.js';
-import { SCRIPTS } from '../src/stores/redis-scripts.js';
+import { SCRIPTS } from '../src/stores/redis/scripts.js';
 import { openRedisStore, parseRedisUrl, redisStore } from '../src/stores/redis.js';
 import type { RedisStore } from '../src/stores/redis.js';
 import { runStoreConformance } from '../src/testing/index.js';
-import { BOUNDED, deletePrefix, randomKey, record, SECRET, stampAt } from './helpers/redis-fixtures.js';
+import { stampAt, storedRecord, storeKey } from '../src/testing/fixtures.js';
+import { BOUNDED, deletePrefix, describeReplicaPowers, SECRET, SHARED_REDIS_URL } from './helpers/redis-fixtures.js';
 import { SessionLoad } from './helpers/redis-load.js';
 import { checkRedisBinaries, monitor, sleep, startRedis, startSentinel, stopAll, waitForReplicasOnline } from './helpers/redis-servers.js';
 import type { RedisServer } from './helpers/redis-servers.js';
 
-const SHARED = { ...BOUNDED, port: 6379 };
 const newPrefix = () => `es-test:${randomBytes(6).toString('hex')}:`;
 
 /** Fails loudly (instead of skipping) when the shared server is missing. */
 async function sharedClient(): Promise<Redis> {
-  const client = new Redis({ ...SHARED, lazyConnect: true });
+  const client = new Redis(SHARED_REDIS_URL, { ...BOUNDED, lazyConnect: true });
   try {
     await client.connect();
     await client.ping();
   } catch (error) {
     client.disconnect();
-    throw new Error('These tests need Redis on 127.0.0.1:6379 (redis-server --port 6379 --save "")', { cause: error });
+    throw new Error(`These tests need Redis at ${SHARED_REDIS_URL} (Debian: apt-get install redis-server, then redis-server --port 6379 --save ""; or set ES_TEST_REDIS_URL)`, { cause: error });
   }
   return client;
 }
 
-runStoreConformance({ describe, it, beforeEach, afterEach }, {
+runStoreConformance({ describe, it, skip: it.skip, beforeEach, afterEach }, {
   name: 'redis (standalone)',
   fakeClock: false,
+  capabilities: { nativeTtl: true, cas: true, userIndex: true, sweep: false, scan: true, replica: true },
+  multiClient: true,
+  corrupts: true,
   setup: async () => {
     const prefix = newPrefix();
     const admin = await sharedClient();
-    const open = () => redisStore({ client: new Redis(SHARED), prefix, ownsClient: true });
+    const open = () => redisStore({ client: new Redis(SHARED_REDIS_URL, BOUNDED), prefix, ownsClient: true });
     return {
       store: open(),
       connect: async () => open(),
@@ -55,6 +58,26 @@ runStoreConformance({ describe, it, beforeEach, afterEach }, {
   },
 });
 
+describeReplicaPowers(
+  'redis (standalone)',
+  async () => {
+    const admin = await sharedClient();
+    const prefix = newPrefix();
+    const store = redisStore({ client: new Redis(SHARED_REDIS_URL, BOUNDED), prefix, ownsClient: true });
+    return {
+      store,
+      admin,
+      prefix,
+      cleanup: async () => {
+        await store.close();
+        await deletePrefix(admin, prefix);
+        admin.disconnect();
+      },
+    };
+  },
+  { modelRuns: 100 },
+);
+
 describe('redis store on the shared server', () => {
   let admin: Redis;
   let prefix: string;
@@ -63,7 +86,7 @@ describe('redis store on the shared server', () => {
   beforeEach(async () => {
     admin = await sharedClient();
     prefix = newPrefix();
-    store = redisStore({ client: new Redis(SHARED), prefix, ownsClient: true });
+    store = redisStore({ client: new Redis(SHARED_REDIS_URL, BOUNDED), prefix, ownsClient: true });
   });
 
   afterEach(async () => {
@@ -76,8 +99,8 @@ describe('redis store on the shared server', () => {
 
 
   it('keeps one hash per session under a hash tag, expiring at min(lastSeenAt + idle, absolute)', async () => {
-    const key = randomKey();
-    const r = record({ a: 1 }, { idleTimeout: 60_000 });
+    const key = storeKey();
+    const r = storedRecord({ a: 1 }, { idleTimeout: 60_000 });
     await store.create(key, r);
     const redisKey = `${prefix}{${key}}`;
     expect(await admin.type(redisKey)).toBe('hash');
@@ -90,27 +113,35 @@ describe('redis store on the shared server', () => {
     await store.apply(key, { fields: {}, lastSeenAt: r.lastSeenAt + 1_000 });
     expect(await admin.call('PEXPIRETIME', redisKey), 'an older lastSeenAt does not move it back').toBe(r.lastSeenAt + 65_000);
 
-    const capped = randomKey();
-    const c = record({}, { idleTimeout: 60_000, absoluteExpiresAt: Date.now() + 10_000 });
+    const capped = storeKey();
+    const c = storedRecord({}, { idleTimeout: 60_000, absoluteExpiresAt: Date.now() + 10_000 });
     await store.create(capped, c);
     await store.apply(capped, { fields: {}, lastSeenAt: Date.now() + 1_000 });
     expect(await admin.call('PEXPIRETIME', `${prefix}{${capped}}`), 'never past the absolute expiry').toBe(c.absoluteExpiresAt);
   });
 
   it('leaves a tombstone hash that loads as null and expires at absolute expiry plus the grace', async () => {
-    const key = randomKey();
-    const r = record({ a: 1 });
+    const key = storeKey();
+    const r = storedRecord({ a: 1 });
     await store.create(key, r);
     expect(await store.destroy(key, TOMBSTONE_GRACE_MS)).toBe(true);
     const redisKey = `${prefix}{${key}}`;
-    expect(await admin.hgetall(redisKey)).toEqual({ 'm:t': '1', 'm:r': expect.stringMatching(/^[0-9a-f]{16}$/) });
-    expect(await admin.call('PEXPIRETIME', redisKey)).toBe(r.absoluteExpiresAt + TOMBSTONE_GRACE_MS);
+    const until = r.absoluteExpiresAt + TOMBSTONE_GRACE_MS;
+    expect(await admin.hgetall(redisKey)).toEqual({ 'm:t': '1', 'm:T': String(until), 'm:S': '', 'm:r': expect.stringMatching(/^[0-9a-f]{16}$/) });
+    expect(await admin.call('PEXPIRETIME', redisKey)).toBe(until);
     expect(await store.load(key)).toBeNull();
+
+    const stamped = storeKey();
+    await store.create(stamped, r);
+    const stamp = stampAt(Date.now());
+    expect(await store.destroy(stamped, 1_000, stamp)).toBe(true);
+    expect(await admin.hmget(`${prefix}{${stamped}}`, 'm:T', 'm:S'), 'the stamp and the guard are kept in the hash, not only as a TTL').toEqual([String(r.absoluteExpiresAt + 1_000), stamp]);
+    expect(await store.readState(stamped)).toEqual({ kind: 'tombstone', stamp, until: r.absoluteExpiresAt + 1_000 });
   });
 
   it('keeps user field names apart from metadata: a field named "m:v" or "m:t" is plain data', async () => {
-    const key = randomKey();
-    await store.create(key, record({ 'm:v': 'x', 'm:t': 1, 'f:a': true, 'a|b': 'bar' }));
+    const key = storeKey();
+    await store.create(key, storedRecord({ 'm:v': 'x', 'm:t': 1, 'f:a': true, 'a|b': 'bar' }));
     const loaded = await store.load(key);
     expect(loaded?.version).toBe(1);
     expect(Object.keys(loaded?.fields ?? {}).sort()).toEqual(['a|b', 'f:a', 'm:t', 'm:v']);
@@ -121,80 +152,80 @@ describe('redis store on the shared server', () => {
   });
 
   it('treats unreadable metadata and fields as absent and counts them', async () => {
-    const key = randomKey();
-    await store.create(key, record({ a: 1 }));
+    const key = storeKey();
+    await store.create(key, storedRecord({ a: 1 }));
     await admin.hset(`${prefix}{${key}}`, 'm:v', 'not-a-number');
     expect(await corruptCount(async () => expect(await store.load(key)).toBeNull())).toBe(1);
     expect(await corruptCount(async () => expect((await store.apply(key, { fields: {} })).status).toBe('gone'))).toBe(1);
 
-    const other = randomKey();
-    await store.create(other, record({ a: 1 }));
+    const other = storeKey();
+    await store.create(other, storedRecord({ a: 1 }));
     await admin.hset(`${prefix}{${other}}`, 'f:b', '');
     expect(await corruptCount(async () => expect(await store.load(other)).toBeNull())).toBe(1);
 
-    const wrongType = randomKey();
+    const wrongType = storeKey();
     await admin.set(`${prefix}{${wrongType}}`, 'garbage');
     expect(await corruptCount(async () => expect((await store.apply(wrongType, { fields: {} })).status).toBe('gone'))).toBe(1);
     expect(await corruptCount(async () => expect(await store.destroy(wrongType, 1000)).toBe(false))).toBe(1);
-    expect(await store.create(wrongType, record()), 'a key holding anything is taken').toBe(false);
+    expect(await store.create(wrongType, storedRecord()), 'a key holding anything is taken').toBe(false);
   });
 
   it('keeps the user index in a per-user sorted set scored by absolute expiry, with a TTL', async () => {
     const user = `user-${randomBytes(4).toString('hex')}`;
-    const key = randomKey();
-    const r = record({}, { userId: user });
+    const key = storeKey();
+    const r = storedRecord({}, { userId: user });
     await store.create(key, r);
     const [index] = await admin.keys(`${prefix}u:*`);
     expect(index).toMatch(new RegExp(`^${prefix}u:\\{[0-9a-f]{40}\\}$`));
     expect(await admin.zscore(index as string, key)).toBe(String(r.absoluteExpiresAt));
     expect(await admin.call('PEXPIRETIME', index as string)).toBe(r.absoluteExpiresAt + 1);
-    await store.apply(key, { fields: {}, userId: null });
+    await store.apply(key, { fields: {}, userId: null, userStamp: stampAt(Date.now() + 1) });
     expect(await admin.exists(index as string), 'the last member left: the index is gone').toBe(0);
     expect(await store.listByUser(user)).toEqual([]);
 
     const unicode = `ünï-🙂-${user}`;
-    await store.apply(key, { fields: {}, userId: unicode });
+    await store.apply(key, { fields: {}, userId: unicode, userStamp: stampAt(Date.now() + 2) });
     expect((await store.listByUser(unicode)).map((summary) => summary.key), 'Lua and Node name the index alike').toEqual([key]);
   });
 
   it('rejects keys that would break hash tags, and bad configuration naming the option', async () => {
     await expect(store.load('a{b}')).rejects.toMatchObject({ code: 'ESESS_INVALID_INPUT' });
-    const client = new Redis({ ...SHARED, lazyConnect: true });
+    const client = new Redis(SHARED_REDIS_URL, { ...BOUNDED, lazyConnect: true });
     try {
       expect(() => redisStore({ client, prefix: 'a{' })).toThrow(/prefix/);
       expect(() => redisStore({ client, waitForReplicas: { replicas: 1, timeoutMs: 0 } })).toThrow(/waitForReplicas\.timeoutMs/);
       expect(() => redisStore({ client, waitForReplicas: { replicas: 1, timeoutMs: 5_000 } })).toThrow(/commandTimeout/);
-      expect(() => redisStore({ client: new Redis({ ...SHARED, lazyConnect: true, keyPrefix: 'x:' }) })).toThrow(/keyPrefix/);
-      expect(() => redisStore({ client: new Redis({ ...SHARED, lazyConnect: true, role: 'slave' }) })).toThrow(/primary/);
+      expect(() => redisStore({ client: new Redis(SHARED_REDIS_URL, { ...BOUNDED, lazyConnect: true, keyPrefix: 'x:' }) })).toThrow(/keyPrefix/);
+      expect(() => redisStore({ client: new Redis(SHARED_REDIS_URL, { ...BOUNDED, lazyConnect: true, role: 'slave' }) })).toThrow(/primary/);
     } finally {
       client.disconnect();
     }
   });
 
   it('close() leaves a client it does not own open, and then refuses every operation', async () => {
-    const client = new Redis(SHARED);
+    const client = new Redis(SHARED_REDIS_URL, BOUNDED);
     const borrowed = redisStore({ client, prefix });
     await borrowed.close();
     expect(await client.ping()).toBe('PONG');
-    await expect(borrowed.load(randomKey())).rejects.toMatchObject({ code: 'ESESS_STORE_CLOSED' });
+    await expect(borrowed.load(storeKey())).rejects.toMatchObject({ code: 'ESESS_STORE_CLOSED' });
     await expect(borrowed.sweep(10)).rejects.toMatchObject({ code: 'ESESS_STORE_CLOSED' });
     client.disconnect();
   });
 
   it('scan() walks only live sessions under its own prefix (glob characters taken literally), never over the limit', async () => {
-    const client = new Redis(SHARED);
+    const client = new Redis(SHARED_REDIS_URL, BOUNDED);
     const globbed = redisStore({ client, prefix: `${prefix}a*:` });
     const neighbour = redisStore({ client, prefix: `${prefix}ab:` });
     try {
-      const live = Array.from({ length: 12 }, () => randomKey());
-      for (const [i, key] of live.entries()) await globbed.create(key, record({ a: i }, { userId: i < 3 ? 'alice' : null }));
-      const destroyed = randomKey();
-      await globbed.create(destroyed, record({ a: 1 }));
+      const live = Array.from({ length: 12 }, () => storeKey());
+      for (const [i, key] of live.entries()) await globbed.create(key, storedRecord({ a: i }, { userId: i < 3 ? 'alice' : null }));
+      const destroyed = storeKey();
+      await globbed.create(destroyed, storedRecord({ a: 1 }));
       await globbed.destroy(destroyed, TOMBSTONE_GRACE_MS);
-      const corrupt = randomKey();
+      const corrupt = storeKey();
       await admin.set(`${prefix}a*:{${corrupt}}`, 'not a session');
-      const other = randomKey();
-      await neighbour.create(other, record({ a: 1 }, { userId: 'alice' }));
+      const other = storeKey();
+      await neighbour.create(other, storedRecord({ a: 1 }, { userId: 'alice' }));
       expect(await admin.exists(`${prefix}a*:u:{${createHash('sha1').update('alice').digest('hex')}}`), 'a user index exists to be skipped').toBe(1);
 
       for (const limit of [1, 5, 100]) {
@@ -225,9 +256,11 @@ describe('redis store on the shared server', () => {
   });
 
   it('openRedisStore() opens an owned client from a redis:// URL and quits it on close()', async () => {
-    const opened = await openRedisStore(`redis://127.0.0.1:6379/0?prefix=${encodeURIComponent(prefix)}`);
-    const key = randomKey();
-    expect(await opened.create(key, record({ a: 1 }))).toBe(true);
+    const url = new URL(SHARED_REDIS_URL);
+    url.searchParams.set('prefix', prefix);
+    const opened = await openRedisStore(url.toString());
+    const key = storeKey();
+    expect(await opened.create(key, storedRecord({ a: 1 }))).toBe(true);
     expect(await admin.exists(`${prefix}{${key}}`)).toBe(1);
     await opened.close();
     await expect(opened.load(key)).rejects.toMatchObject({ code: 'ESESS_STORE_CLOSED' });
@@ -317,8 +350,8 @@ describe('redis store on private servers', () => {
 
   it('reloads its scripts transparently after SCRIPT FLUSH (NOSCRIPT)', async () => {
     const store = open();
-    const key = randomKey();
-    await store.create(key, record({ a: 1 }));
+    const key = storeKey();
+    await store.create(key, storedRecord({ a: 1 }));
     await admin.script('FLUSH');
     expect(await admin.script('EXISTS', SCRIPTS.apply.sha)).toEqual([0]);
     expect((await store.apply(key, { fields: { b: { value: '2', stamp: stampAt(Date.now() + 1) } } })).status).toBe('ok');
@@ -330,8 +363,8 @@ describe('redis store on private servers', () => {
     const connection = client();
     const store = redisStore({ client: connection, prefix: 'es:' });
     stores.push(store);
-    const key = randomKey();
-    await store.create(key, record({ n: 0 }));
+    const key = storeKey();
+    await store.create(key, storedRecord({ n: 0 }));
     const spy = vi.spyOn(connection, 'evalsha');
     const replayLast = async () => admin.call('EVALSHA', ...(spy.mock.calls.at(-1) ?? []).map(String));
 
@@ -340,35 +373,51 @@ describe('redis store on private servers', () => {
     expect((await replayLast()) as number[], 'the replay reports success, not a conflict with itself').toEqual([1, 2, expect.any(Number)]);
     expect((await store.load(key))?.version).toBe(2);
 
-    const fresh = randomKey();
-    expect(await store.create(fresh, record())).toBe(true);
+    const fresh = storeKey();
+    expect(await store.create(fresh, storedRecord())).toBe(true);
     expect(await replayLast(), 'a replayed create still reports the key as created').toBe(1);
-    expect(await store.create(fresh, record()), 'another create is refused').toBe(false);
+    expect(await store.create(fresh, storedRecord()), 'another create is refused').toBe(false);
+
+    const merged = await store.mergeState(key, { kind: 'live', record: storedRecord({ m: 1 }) });
+    expect(merged).toEqual({ state: 'live', changed: true });
+    expect(((await replayLast()) as unknown[]).slice(0, 3), 'a replayed merge reports the first run\'s outcome').toEqual([0, 1, 1]);
+    expect((await store.load(key))?.version, 'and does not raise the version again').toBe(3);
 
     expect(await store.destroy(key, 1_000)).toBe(true);
     expect(await replayLast(), 'a replayed destroy still reports the destroy').toBe(1);
     expect(await store.destroy(key, 1_000)).toBe(false);
+    const stamp = stampAt(Date.now());
+    expect(await store.mergeState(key, { kind: 'tombstone', stamp, until: Date.now() + 60_000 })).toEqual({ state: 'tombstone', changed: true });
+    expect(((await replayLast()) as unknown[]).slice(0, 3)).toEqual([0, 2, 1]);
+    expect((await store.readState(key))?.kind).toBe('tombstone');
     spy.mockRestore();
   });
 
   it('costs one command per operation: HGETALL for load, one EVALSHA for every write', async () => {
     const store = open();
     const via = clients[clients.length - 1] as Redis;
-    const key = randomKey();
+    const key = storeKey();
     const user = 'alice';
-    await store.create(randomKey(), record({}, { userId: user }));
+    await store.create(storeKey(), storedRecord({}, { userId: user }));
     const ops: [string, () => Promise<unknown>][] = [
-      ['create', () => store.create(key, record({ a: 1 }, { userId: user }))],
+      ['create', () => store.create(key, storedRecord({ a: 1 }, { userId: user }))],
       ['load', () => store.load(key)],
       ['apply', () => store.apply(key, { fields: { a: { value: '2', stamp: stampAt(Date.now() + 1) } }, lastSeenAt: Date.now() })],
-      ['apply (principal change)', () => store.apply(key, { fields: {}, userId: 'bob' })],
+      ['apply (principal change)', () => store.apply(key, { fields: {}, userId: 'bob', userStamp: stampAt(Date.now() + 1) })],
+      ['readState', () => store.readState(key)],
+      ['mergeState', () => store.mergeState(key, { kind: 'live', record: storedRecord({ m: 1 }, { userId: 'carl' }) })],
       ['listByUser', () => store.listByUser('bob')],
-      ['destroy', () => store.destroy(key, TOMBSTONE_GRACE_MS)],
+      ['readWatermark', () => store.readWatermark('bob')],
+      ['mergeWatermark', () => store.mergeWatermark('carl', stampAt(Date.now() - 60_000))],
+      ['destroy', () => store.destroy(key, TOMBSTONE_GRACE_MS, stampAt(Date.now()))],
       ['destroyByUser', () => store.destroyByUser(user, TOMBSTONE_GRACE_MS)],
+      ['destroyByUser (with a revoke stamp)', () => store.destroyByUser('bob', TOMBSTONE_GRACE_MS, stampAt(Date.now()))],
     ];
-    const warm = randomKey();
-    await store.create(warm, record({}, { userId: 'warm' }));
+    const warm = storeKey();
+    await store.create(warm, storedRecord({}, { userId: 'warm' }));
     await store.apply(warm, { fields: {} });
+    await store.readState(warm);
+    await store.mergeState(warm, { kind: 'tombstone', stamp: '', until: Date.now() });
     await store.listByUser('warm');
     await store.destroyByUser('warm', 1_000);
     await store.destroy(warm, 1_000);
@@ -379,6 +428,8 @@ describe('redis store on private servers', () => {
       expect(commands, name).toHaveLength(1);
     }
     expect(figures.load).toBe('HGETALL');
+    expect(figures.readWatermark).toBe('HMGET');
+    expect(figures.mergeState).toBe('EVALSHA');
     console.log('[redis] commands per store operation (standalone):', figures);
 
     const manager = new SessionManager({ store, secrets: [SECRET] });
@@ -408,7 +459,7 @@ describe('redis store on private servers', () => {
       await sleep(50);
       const before = Number(/used_memory:(\d+)/.exec(await admin.info('memory'))?.[1]);
       const keys = Array.from({ length: count }, () => storeKeyOf(randomBytes(32).toString('base64url')));
-      for (let i = 0; i < count; i += 200) await Promise.all(keys.slice(i, i + 200).map((key, j) => store.create(key, record(fields, { userId: userOf(i + j) }))));
+      for (let i = 0; i < count; i += 200) await Promise.all(keys.slice(i, i + 200).map((key, j) => store.create(key, storedRecord(fields, { userId: userOf(i + j) }))));
       const after = Number(/used_memory:(\d+)/.exec(await admin.info('memory'))?.[1]);
       const usage = Number(await admin.call('MEMORY', 'USAGE', `es:{${keys[0]}}`, 'SAMPLES', '0'));
       return { perSession: Math.round((after - before) / count), memoryUsageOfOneKey: usage };
@@ -427,13 +478,13 @@ describe('redis store on private servers', () => {
 
   it('waitForReplicas: WAITs in the same round trip, and says so when replicas did not acknowledge', async () => {
     const lonely = open({ waitForReplicas: { replicas: 1, timeoutMs: 100 } });
-    const key = randomKey();
-    const error = await lonely.create(key, record({ a: 1 })).catch((caught: unknown) => caught);
+    const key = storeKey();
+    const error = await lonely.create(key, storedRecord({ a: 1 })).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(SessionError);
     expect(error).toMatchObject({ code: 'ESESS_STORE_UNAVAILABLE', retriable: true, context: { reason: 'replication', acknowledged: 0, required: 1, operation: 'create' } });
     expect((error as Error).message).toMatch(/applied on the primary/);
     expect(await lonely.load(key), 'the write itself happened').not.toBeNull();
-    expect((await lonely.apply(randomKey(), { fields: {} })).status, 'nothing written, nothing to wait for').toBe('gone');
+    expect((await lonely.apply(storeKey(), { fields: {} })).status, 'nothing written, nothing to wait for').toBe('gone');
 
     const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(server.port)] });
     const replicaClient = new Redis({ ...BOUNDED, port: replica.port });
@@ -441,8 +492,8 @@ describe('redis store on private servers', () => {
       await waitForReplicasOnline(admin, 1);
       const durable = open({ waitForReplicas: { replicas: 1, timeoutMs: 1_000 } });
       const via = clients[clients.length - 1] as Redis;
-      const durableKey = randomKey();
-      expect(await durable.create(durableKey, record({ a: 1 }, { userId: 'carol' }))).toBe(true);
+      const durableKey = storeKey();
+      expect(await durable.create(durableKey, storedRecord({ a: 1 }, { userId: 'carol' }))).toBe(true);
       const commands = await commandsDuring(() => durable.apply(durableKey, { fields: { b: { value: '2', stamp: stampAt(Date.now() + 1) } } }), via);
       expect(commands.map((args) => (args[0] as string).toUpperCase())).toEqual(['EVALSHA', 'WAIT']);
       await admin.script('FLUSH');
@@ -459,10 +510,10 @@ describe('redis store on private servers', () => {
 
   it('types server refusals by kind and never carries keys or session contents in the error', async () => {
     const store = open();
-    const key = randomKey();
+    const key = storeKey();
     await admin.config('SET', 'maxmemory', '1');
     try {
-      const error = await store.create(key, record({ secret: 'top-secret-value' })).catch((caught: unknown) => caught);
+      const error = await store.create(key, storedRecord({ secret: 'top-secret-value' })).catch((caught: unknown) => caught);
       expect(error).toMatchObject({ code: 'ESESS_STORE_UNAVAILABLE', retriable: true, context: { store: 'redis', operation: 'create', kind: 'oom' } });
       const printed = inspect(error, { depth: 10 });
       expect(printed).toContain('OOM');
@@ -546,7 +597,7 @@ describe('redis store on private servers', () => {
     const stale = (await manager.load(session.id))!;
 
     await server.kill();
-    for (const operation of [() => store.load(randomKey()), () => store.create(randomKey(), record()), () => store.ping(), () => manager.load(session.id)]) {
+    for (const operation of [() => store.load(storeKey()), () => store.create(storeKey(), storedRecord()), () => store.ping(), () => manager.load(session.id)]) {
       const started = Date.now();
       const error = await operation().then(
         () => null,

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { isSessionError } from '../../src/core/errors.js';
 import type { SessionStore } from '../../src/core/types.js';
-import { randomKey, record, stampAt } from './redis-fixtures.js';
+import { stampAt, storedRecord, storeKey } from '../../src/testing/fixtures.js';
 import { sleep } from './redis-servers.js';
 
 /** An operation that neither settles nor fails within this long counts as a hang. */
@@ -59,11 +59,11 @@ export class SessionLoad {
     const userId = this.#users ? `load-user-${worker}-${randomBytes(3).toString('hex')}` : null;
     while (!this.#stopped) {
       const create = own.length < 3 || Math.random() < 0.15;
-      const key = create ? randomKey() : (own[Math.floor(Math.random() * own.length)] as string);
+      const key = create ? storeKey() : (own[Math.floor(Math.random() * own.length)] as string);
       const field = `w${this.#counter++}`;
       const started = Date.now();
       const operation: Promise<'created' | 'taken' | 'ok' | 'gone' | 'conflict'> = create
-        ? this.#store.create(key, record({ c: 0 }, { userId })).then((created) => (created ? 'created' : 'taken'))
+        ? this.#store.create(key, storedRecord({ c: 0 }, { userId })).then((created) => (created ? 'created' : 'taken'))
         : this.#store.apply(key, { fields: { [field]: { value: '1', stamp: stampAt(Date.now()) } }, lastSeenAt: Date.now() }).then((result) => result.status);
       let timer: ReturnType<typeof setTimeout> | undefined;
       const hang = new Promise<'hang'>((resolve) => (timer = setTimeout(() => resolve('hang'), HANG_MS)));

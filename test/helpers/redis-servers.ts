@@ -81,6 +81,14 @@ export async function startRedis(options: { port?: number; args?: string[]; clus
   return launchServer(port, dir, args);
 }
 
+/**
+ * A server that persists every write before answering it (AOF, `appendfsync always`): a test
+ * that restarts it is then about our code, not about Redis' durability settings.
+ */
+export async function startDurableRedis(): Promise<RedisServer> {
+  return startRedis({ args: ['--appendonly', 'yes', '--appendfsync', 'always'] });
+}
+
 /** A Sentinel watching one primary as `name`, with a quorum of 1 and a 1 s down-after. */
 export async function startSentinel(primaryPort: number, name = 'mymaster'): Promise<RedisServer> {
   const port = await freePort();
