@@ -14,7 +14,7 @@ import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Span, Tracer } from '@opentelemetry/api';
 import { storeChannel } from './core/telemetry.js';
 import type { StoreOperationContext } from './core/telemetry.js';
-import { errorKind, labelValue } from './metrics.js';
+import { errorKind, labelValue } from './telemetry-labels.js';
 
 export interface OpenTelemetryOptions {
   /** The tracer spans come from. @default trace.getTracer('elastic-session') */

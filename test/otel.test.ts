@@ -1,4 +1,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import type { Attributes, AttributeValue, Context, ContextManager, Span, SpanContext, SpanOptions, SpanStatus, Tracer } from '@opentelemetry/api';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -8,7 +10,7 @@ import type { SessionStore } from '../src/core/types.js';
 import { instrumentOpenTelemetry, SPAN_ATTRIBUTES } from '../src/otel.js';
 import type { OpenTelemetryInstrumentation } from '../src/otel.js';
 import { memoryStore } from '../src/stores/memory.js';
-import { failingStore, randomSecret } from './helpers/service.js';
+import { builtDist, failingStore, randomSecret, runModule } from './helpers/service.js';
 
 /** A span that records what it is told: an implementation of the API interface, as an SDK's would be. */
 class RecordedSpan implements Span {
@@ -178,11 +180,13 @@ describe('instrumentOpenTelemetry', () => {
     const instrumentation = instrumentOpenTelemetry({ tracer });
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => (release = resolve));
+    let arrived: () => void = () => {};
+    const reached = new Promise<void>((resolve) => (arrived = resolve));
     const inner = memoryStore();
-    const slow: SessionStore = Object.assign(Object.create(inner) as SessionStore, { load: async (key: string) => (await gate, inner.load(key)) });
+    const slow: SessionStore = Object.assign(Object.create(inner) as SessionStore, { load: async (key: string) => (arrived(), await gate, inner.load(key)) });
     const sessions = manager(slow);
     const pending = sessions.load('A'.repeat(43));
-    await new Promise((resolve) => setTimeout(resolve, 10));
+    await reached;
     instrumentation.close();
     expect(storeChannel.start.hasSubscribers).toBe(true);
     await manager(memoryStore()).load('B'.repeat(43));
@@ -198,5 +202,32 @@ describe('instrumentOpenTelemetry', () => {
     open.push(instrumentation);
     const sessions = manager(memoryStore());
     await expect(sessions.load('A'.repeat(43))).resolves.toBeNull();
+  });
+});
+
+describe('elastic-session/otel as built', () => {
+  const built = (file: string): string => JSON.stringify(pathToFileURL(join(builtDist(), file)).href);
+
+  beforeAll(() => {
+    builtDist();
+  }, 180_000);
+
+  it('loads and traces without prom-client: neither imported (it looks uninstalled) nor required', async () => {
+    const program = `
+      const { createRequire } = await import('node:module');
+      const { instrumentOpenTelemetry } = await import(${built('otel.js')});
+      instrumentOpenTelemetry().close();
+      const loaded = Object.keys(createRequire(import.meta.url).cache).filter((path) => path.includes('/node_modules/prom-client/'));
+      console.log(JSON.stringify(loaded));`;
+    const result = await runModule(program, { hide: ['prom-client'] });
+    expect(result.stderr).toBe('');
+    expect(result.stdout).toBe('[]\n');
+    expect(result.code).toBe(0);
+  });
+
+  it('the check above would catch it: elastic-session/metrics fails to load where prom-client looks uninstalled', async () => {
+    const result = await runModule(`await import(${built('metrics.js')});`, { hide: ['prom-client'] });
+    expect(result.code).not.toBe(0);
+    expect(result.stderr).toMatch(/ERR_MODULE_NOT_FOUND|Cannot find package 'prom-client'/);
   });
 });

@@ -5,6 +5,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import { isSessionError } from '../src/core/errors.js';
 import { SessionManager } from '../src/core/manager.js';
 import type { SessionStore } from '../src/core/types.js';
+import { encryptedStore, generateEncryptionKey } from '../src/stores/encrypted.js';
 import { memoryStore } from '../src/stores/memory.js';
 import { createTokenIssuer, tokenKeyFromPem, tokenKeyFromSecret } from '../src/tokens/index.js';
 import type { TokenIssuer, TokenKeyInput, TokenRejectReason } from '../src/tokens/index.js';
@@ -202,6 +203,23 @@ describe('token mode', () => {
       await rejected(issuer.verify(long), 'expired');
     });
 
+    it('rejects exp 1e309 (Infinity) and any non-integer or non-finite exp, iat or nbf, even validly signed (regression, #13 item 9)', async () => {
+      const header = { alg: 'EdDSA', kid: 'ed1', typ: 'at+jwt' };
+      // JSON.stringify cannot write 1e309: the payload text is spliced by hand, as an attacker would.
+      const raw = (claim: string, text: string) => {
+        const payload = JSON.stringify({ ...claims, [claim]: 0 }).replace(`"${claim}":0`, `"${claim}":${text}`);
+        return new CompactSign(new TextEncoder().encode(payload)).setProtectedHeader(header).sign(edKey);
+      };
+      expect(JSON.parse(Buffer.from((await raw('exp', '1e309')).split('.')[1] as string, 'base64url').toString()).exp).toBe(Infinity);
+      await rejected(issuer.verify(await raw('exp', '1e309')), 'malformed');
+      const iat = claims.iat as number;
+      await rejected(issuer.verify(await raw('exp', `${iat + 60}.5`)), 'malformed');
+      await rejected(issuer.verify(await raw('iat', `${iat}.25`)), 'malformed');
+      await rejected(issuer.verify(await raw('nbf', `${iat - 1}.5`)), 'malformed');
+      await rejected(issuer.verify(await raw('nbf', '-1e309')), 'malformed');
+      expect(await issuer.verify(await raw('nbf', String(iat)))).toBeTruthy();
+    });
+
     it('costs no store call for a forged, expired or malformed token', async () => {
       const before = store.calls.length;
       const attacker = generateKeyPairSync('ed25519').privateKey;
@@ -342,6 +360,46 @@ describe('token mode', () => {
     });
   });
 
+  describe('over encryptedStore', () => {
+    it('issues, verifies, refreshes and revokes: token records stamp their empty principal as sessions do', async () => {
+      const sealed = encryptedStore(memoryStore({ clock }), { keys: [generateEncryptionKey('t1')] });
+      manager = new SessionManager({ store: sealed, secrets: [SECRET], hashKey: HASH_KEY, clock });
+      issuer = makeIssuer();
+      const pair = await issuer.issue((await liveSession()).id);
+      expect((await issuer.verify(pair.accessToken)).session.userId).toBe('alice');
+      const next = await issuer.refresh(pair.refreshToken);
+      await rejected(issuer.refresh(pair.refreshToken), 'refresh-reused');
+      await rejected(issuer.verify(next.accessToken), 'family-revoked');
+      const other = await issuer.issue((await liveSession()).id);
+      await issuer.revokeAccessToken(other.accessToken);
+      await rejected(issuer.verify(other.accessToken), 'revoked');
+    });
+  });
+
+  describe('token size', () => {
+    const bigClaims = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`claim${i}`, 'x'.repeat(256)]));
+
+    it('never signs a token its own verify would refuse as too large: issue throws ESESS_TOO_LARGE and stores nothing (regression, #13 item 9)', async () => {
+      const session = await liveSession();
+      const before = store.calls.filter((call) => call === 'create').length;
+      await expect(issuer.issue(session.id, { claims: bigClaims })).rejects.toMatchObject({ code: 'ESESS_TOO_LARGE', status: 413, message: expect.stringMatching(/over the 4096/) });
+      expect(store.calls.filter((call) => call === 'create').length).toBe(before);
+      // A long issuer and many audiences count too.
+      const wide = makeIssuer({ issuer: 'i'.repeat(256), audience: Array.from({ length: 12 }, (_, i) => `${i}${'a'.repeat(250)}`) });
+      await expect(wide.issue(session.id)).rejects.toMatchObject({ code: 'ESESS_TOO_LARGE' });
+    });
+
+    it('every token it does sign, up to the limit, verifies and refreshes', async () => {
+      const session = await liveSession();
+      const claims = Object.fromEntries(Object.entries(bigClaims).slice(0, 10));
+      const pair = await issuer.issue(session.id, { claims });
+      expect(pair.accessToken.length).toBeGreaterThan(2600);
+      expect((await issuer.verify(pair.accessToken)).claims).toMatchObject(claims);
+      const next = await issuer.refresh(pair.refreshToken);
+      expect((await issuer.verify(next.accessToken)).claims).toMatchObject(claims);
+    });
+  });
+
   describe('configuration', () => {
     it('refuses HS256 keys shorter than 256 bits, and public keys for HMAC', () => {
       expect(() => makeIssuer({ keys: [{ kid: 'h', alg: 'HS256', key: randomBytes(31) }] })).toThrow(/at least 32 bytes/);
@@ -442,5 +500,31 @@ describe('token keys from PEM', () => {
     const header = JSON.parse(Buffer.from(pair.accessToken.split('.')[0] as string, 'base64url').toString()) as { alg: string; kid: string };
     expect(header).toMatchObject({ alg: 'ES256', kid: key.kid });
     expect((await issuer.verify(pair.accessToken)).session.handle).toBeTypeOf('string');
+  });
+});
+
+describe('weak HS256 secrets (security round 2, item 8)', () => {
+  const manager = new SessionManager({ store: memoryStore(), secrets: [randomBytes(32).toString('base64url')] });
+  const issuerWith = (key: Uint8Array, production: boolean) =>
+    createTokenIssuer({ manager, keys: [{ kid: 'hs', alg: 'HS256', key }], issuer: 'https://id.example', audience: 'api', production });
+
+  it('refuses 32 zero bytes, a password and a digest of one in production, naming the key but never quoting it', () => {
+    const password = Buffer.from('correct horse battery staple, my password!', 'utf8');
+    for (const weak of [new Uint8Array(32), password]) {
+      let error: unknown;
+      try {
+        issuerWith(weak, true);
+      } catch (caught) {
+        error = caught;
+      }
+      expect(isSessionError(error, 'ESESS_CONFIG')).toBe(true);
+      expect((error as Error).message).toMatch(/key #1 \(kid "hs"\) is an example or low-entropy HS256 secret/);
+      expect((error as Error).message).not.toContain('horse');
+    }
+  });
+
+  it('accepts a random HS256 secret in production, and a weak one outside it (tests)', () => {
+    expect(() => issuerWith(randomBytes(32), true)).not.toThrow();
+    expect(() => issuerWith(new Uint8Array(32), false)).not.toThrow();
   });
 });

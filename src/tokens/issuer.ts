@@ -1,39 +1,22 @@
-import { createHash, randomBytes } from 'node:crypto';
-import { decodeProtectedHeader, errors as joseErrors, exportJWK, jwtVerify, SignJWT } from 'jose';
+import { randomBytes } from 'node:crypto';
+import { decodeProtectedHeader, exportJWK, jwtVerify, SignJWT } from 'jose';
 import type { JWK, JWTPayload } from 'jose';
 import { configError, SessionError } from '../core/errors.js';
 import { HybridClock } from '../core/hlc.js';
 import { handleOf, storeKeyOf } from '../core/ids.js';
 import { isUnsafeKey, safeJsonParse } from '../core/json.js';
 import type { SessionManager } from '../core/manager.js';
-import { publishCorrupt, publishTokenRejected } from '../core/telemetry.js';
+import { publishCorrupt } from '../core/telemetry.js';
 import type { Clock, SessionStore, StoredSession } from '../core/types.js';
 import { expiresAt, systemClock, TOMBSTONE_GRACE_MS } from '../core/types.js';
+import { checkClaims, reasonOf, tokenError } from './claims.js';
+import type { CustomClaims } from './claims.js';
 import { checkTokenKeys } from './keys.js';
+import type { TokenAlgorithm, TokenKey, TokenKeyInput } from './keys.js';
 import { DEFAULT_TOKEN_OPTIONS, MAX_ACCESS_TTL, MAX_LEEWAY, MAX_TOKEN_LENGTH } from './limits.js';
+import { readField, readString, tokenKey, tokenRecord } from './records.js';
 
 export { DEFAULT_TOKEN_OPTIONS, MAX_ACCESS_TTL, MAX_LEEWAY, MAX_TOKEN_LENGTH } from './limits.js';
-import type { TokenAlgorithm, TokenKey, TokenKeyInput } from './keys.js';
-
-/** Why a token was refused: stable, safe to show to the caller, never carrying the token. */
-export type TokenRejectReason =
-  | 'malformed'
-  | 'too-large'
-  | 'alg-not-allowed'
-  | 'embedded-key'
-  | 'unknown-key'
-  | 'bad-signature'
-  | 'expired'
-  | 'not-yet-valid'
-  | 'wrong-issuer'
-  | 'wrong-audience'
-  | 'wrong-type'
-  | 'missing-claim'
-  | 'revoked'
-  | 'family-revoked'
-  | 'session-gone'
-  | 'unknown-token'
-  | 'refresh-reused';
 
 export interface TokenIssuerOptions {
   /** The sessions tokens are issued for. */
@@ -59,6 +42,8 @@ export interface TokenIssuerOptions {
   leeway?: number;
   /** @default Date.now */
   clock?: Clock;
+  /** Refuse example and low-entropy HS256 secrets. @default NODE_ENV === 'production' */
+  production?: boolean;
 }
 
 /** The JWT `typ` of access tokens (RFC 9068). */
@@ -66,13 +51,7 @@ export const ACCESS_TOKEN_TYPE = 'at+jwt';
 
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/;
 const OPAQUE_TOKEN = /^[A-Za-z0-9_-]{43}$/;
-const CLAIM_NAME = /^[A-Za-z][A-Za-z0-9_]{0,31}$/;
-const RESERVED_CLAIMS = new Set(['iss', 'sub', 'aud', 'exp', 'nbf', 'iat', 'jti', 'fam', 'typ', 'cnf', 'sid', 'azp', 'scope_set']);
 const EMBEDDED_KEY_HEADERS = ['jwk', 'jku', 'x5u', 'x5c', 'x5t', 'x5t#S256'];
-const MAX_CUSTOM_CLAIMS = 16;
-const MAX_CLAIM_VALUE = 256;
-
-export type CustomClaims = Record<string, string | number | boolean>;
 
 export interface TokenPair {
   accessToken: string;
@@ -103,17 +82,6 @@ interface LiveFamily {
   session: StoredSession;
   sessionKey: string;
   claims: CustomClaims;
-}
-
-/** The rejection, counted on the token-rejected channel (the reason only, never the token). */
-export function tokenError(reason: TokenRejectReason): SessionError {
-  publishTokenRejected(reason);
-  return new SessionError('ESESS_TOKEN_INVALID', { message: `Token rejected: ${reason}`, context: { reason } });
-}
-
-/** The store key of a token record: a digest in its own namespace, never a session's key. */
-function tokenKey(kind: 'rt' | 'fam' | 'jti', value: string): string {
-  return createHash('sha256').update(`elastic-session/token\0${kind}\0${value}`).digest('base64url');
 }
 
 function seconds(option: string, value: number, max: number): number {
@@ -156,7 +124,7 @@ export class TokenIssuer {
     this.#store = options.store ?? options.manager.store;
     if (!this.#store.capabilities.cas) throw configError('store', `token mode needs a store with compare-and-swap; the ${this.#store.name} store has none`);
     this.#hashKey = options.hashKey === undefined ? undefined : Buffer.from(options.hashKey);
-    this.#keys = checkTokenKeys(options.keys, 'keys');
+    this.#keys = checkTokenKeys(options.keys, 'keys', options.production);
     this.#byKid = new Map(this.#keys.map((key) => [key.kid, key]));
     if (typeof options.issuer !== 'string' || options.issuer.length === 0 || options.issuer.length > 256) throw configError('issuer', 'must be a string of 1 to 256 characters');
     this.#issuer = options.issuer;
@@ -196,7 +164,8 @@ export class TokenIssuer {
 
   /**
    * Issues an access and a refresh token for a live session (a new token family). Throws
-   * ESESS_NOT_FOUND when the session is unknown, expired or destroyed.
+   * ESESS_NOT_FOUND when the session is unknown, expired or destroyed, and ESESS_TOO_LARGE when
+   * the claims would make an access token longer than verification accepts (`MAX_TOKEN_LENGTH`).
    */
   async issue(sessionId: string, options: { claims?: CustomClaims } = {}): Promise<TokenPair> {
     const claims = checkClaims(options.claims);
@@ -210,15 +179,17 @@ export class TokenIssuer {
     }
     if (!record) throw new SessionError('ESESS_NOT_FOUND', { message: 'No live session has this ID' });
     const family = randomBytes(16).toString('base64url');
+    // Signed before anything is stored: a token too large for verify() never gets a family.
+    const signed = await this.#sign(family, handleOf(sessionKey), claims, record.absoluteExpiresAt, now);
     const stamp = this.#hlc.now();
     const created = await this.#call(() =>
-      this.#store.create(tokenKey('fam', family), this.#record(now, record.absoluteExpiresAt, {
-        s: { value: JSON.stringify(sessionKey), stamp },
-        c: { value: JSON.stringify(claims), stamp },
-      })),
+      this.#store.create(
+        tokenKey('fam', family),
+        tokenRecord(now, record.absoluteExpiresAt, { s: { value: JSON.stringify(sessionKey), stamp }, c: { value: JSON.stringify(claims), stamp } }, stamp),
+      ),
     );
     if (!created) throw new SessionError('ESESS_STORE_UNAVAILABLE', { message: 'Store refused a fresh token family', context: { store: this.#store.name } });
-    return this.#pair(family, handleOf(sessionKey), claims, record.absoluteExpiresAt, now);
+    return this.#pair(family, handleOf(sessionKey), claims, record.absoluteExpiresAt, now, signed);
   }
 
   /**
@@ -286,7 +257,7 @@ export class TokenIssuer {
     const now = this.#clock();
     const until = ((claims.exp ?? 0) + this.#leeway) * 1000;
     if (until <= now) return;
-    await this.#call(() => this.#store.create(tokenKey('jti', claims.jti), this.#record(now, until, {})));
+    await this.#call(() => this.#store.create(tokenKey('jti', claims.jti), tokenRecord(now, until, {}, this.#hlc.now())));
   }
 
   /** Revokes the family of a refresh token: every access and refresh token issued with it. */
@@ -339,6 +310,12 @@ export class TokenIssuer {
     }
     const { jti, sub, fam } = payload as Record<string, unknown>;
     if (typeof jti !== 'string' || typeof sub !== 'string' || typeof fam !== 'string' || jti.length > 64 || fam.length > 64) throw tokenError('missing-claim');
+    // jose only asks for numbers: `1e309` parses as Infinity and never expires. A NumericDate this
+    // issuer writes is a whole number of seconds, so anything else was not written by it.
+    for (const claim of ['exp', 'iat', 'nbf'] as const) {
+      const value = payload[claim];
+      if (value !== undefined && !(Number.isSafeInteger(value) && (value as number) >= 0)) throw tokenError('malformed');
+    }
     return payload as VerifiedToken['claims'];
   }
 
@@ -356,7 +333,22 @@ export class TokenIssuer {
     return { session, sessionKey, claims: claims as CustomClaims };
   }
 
-  async #pair(family: string, handle: string, claims: CustomClaims, sessionEnd: number, now: number): Promise<TokenPair> {
+  async #pair(family: string, handle: string, claims: CustomClaims, sessionEnd: number, now: number, signed?: { accessToken: string; expiresIn: number }): Promise<TokenPair> {
+    const { accessToken, expiresIn } = signed ?? (await this.#sign(family, handle, claims, sessionEnd, now));
+    const refreshToken = randomBytes(32).toString('base64url');
+    const refreshEnd = Math.min(now + this.#refreshTtl * 1000, sessionEnd);
+    const stamp = this.#hlc.now();
+    const created = await this.#call(() => this.#store.create(tokenKey('rt', refreshToken), tokenRecord(now, refreshEnd, { f: { value: JSON.stringify(family), stamp } }, stamp)));
+    if (!created) throw new SessionError('ESESS_STORE_UNAVAILABLE', { message: 'Store refused a fresh refresh token', context: { store: this.#store.name } });
+    return { accessToken, refreshToken, expiresIn, tokenType: 'Bearer' };
+  }
+
+  /**
+   * Signs an access token. Refuses one longer than verify() accepts (`MAX_TOKEN_LENGTH`): custom
+   * claims, a long issuer or many audiences can add up past it, and the caller would be handed a
+   * token that can never be used.
+   */
+  async #sign(family: string, handle: string, claims: CustomClaims, sessionEnd: number, now: number): Promise<{ accessToken: string; expiresIn: number }> {
     const key = this.#keys[0] as TokenKey;
     const iat = Math.floor(now / 1000);
     const expiresIn = Math.max(1, Math.min(this.#accessTtl, Math.floor((sessionEnd - now) / 1000)));
@@ -369,18 +361,13 @@ export class TokenIssuer {
       .setIssuedAt(iat)
       .setExpirationTime(iat + expiresIn)
       .sign(key.signKey as Parameters<SignJWT['sign']>[0]);
-    const refreshToken = randomBytes(32).toString('base64url');
-    const refreshEnd = Math.min(now + this.#refreshTtl * 1000, sessionEnd);
-    const created = await this.#call(() =>
-      this.#store.create(tokenKey('rt', refreshToken), this.#record(now, refreshEnd, { f: { value: JSON.stringify(family), stamp: this.#hlc.now() } })),
-    );
-    if (!created) throw new SessionError('ESESS_STORE_UNAVAILABLE', { message: 'Store refused a fresh refresh token', context: { store: this.#store.name } });
-    return { accessToken, refreshToken, expiresIn, tokenType: 'Bearer' };
-  }
-
-  /** A token record: lives until `until`, never idles out first, belongs to no user. */
-  #record(now: number, until: number, fields: StoredSession['fields']): StoredSession {
-    return { createdAt: now, lastSeenAt: now, idleTimeout: Math.max(1, until - now) + 1, absoluteExpiresAt: until, userId: null, version: 1, fields };
+    if (accessToken.length > MAX_TOKEN_LENGTH) {
+      throw new SessionError('ESESS_TOO_LARGE', {
+        message: `The access token would be ${accessToken.length} characters, over the ${MAX_TOKEN_LENGTH} that verification accepts: use fewer or shorter claims`,
+        context: { limit: 'MAX_TOKEN_LENGTH', maxTokenLength: MAX_TOKEN_LENGTH, length: accessToken.length },
+      });
+    }
+    return { accessToken, expiresIn };
   }
 
   #view(sessionKey: string, record: StoredSession): TokenSession {
@@ -424,58 +411,3 @@ function isCanonicalBase64url(segment: string): boolean {
   return Buffer.from(segment, 'base64url').toString('base64url') === segment;
 }
 
-function readField(record: StoredSession, name: string): unknown {
-  const value = record.fields[name]?.value;
-  if (typeof value !== 'string') return undefined;
-  try {
-    return safeJsonParse(value, 4);
-  } catch {
-    return undefined;
-  }
-}
-
-function readString(record: StoredSession, name: string): string | null {
-  const value = readField(record, name);
-  return typeof value === 'string' ? value : null;
-}
-
-function checkClaims(claims: CustomClaims | undefined): CustomClaims {
-  const checked: CustomClaims = {};
-  if (claims === undefined) return checked;
-  if (typeof claims !== 'object' || claims === null || Array.isArray(claims)) throw invalidClaims('claims must be an object of strings, numbers and booleans');
-  const entries = Object.entries(claims);
-  if (entries.length > MAX_CUSTOM_CLAIMS) throw invalidClaims(`at most ${MAX_CUSTOM_CLAIMS} claims`);
-  for (const [name, value] of entries) {
-    if (!CLAIM_NAME.test(name) || RESERVED_CLAIMS.has(name) || isUnsafeKey(name)) throw invalidClaims('claim names are 1 to 32 letters, digits and _ and not registered JWT claims');
-    const ok = typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value)) || (typeof value === 'string' && value.length <= MAX_CLAIM_VALUE);
-    if (!ok) throw invalidClaims(`claim values are booleans, finite numbers or strings of at most ${MAX_CLAIM_VALUE} characters`);
-    checked[name] = value;
-  }
-  return checked;
-}
-
-function invalidClaims(message: string): SessionError {
-  return new SessionError('ESESS_INVALID_INPUT', { message, context: { field: 'claims' } });
-}
-
-function reasonOf(error: unknown): TokenRejectReason {
-  if (error instanceof joseErrors.JWTExpired) return 'expired';
-  if (error instanceof joseErrors.JWTClaimValidationFailed) {
-    switch (error.claim) {
-      case 'nbf':
-      case 'iat':
-        return error.reason === 'missing' ? 'missing-claim' : 'not-yet-valid';
-      case 'iss':
-        return error.reason === 'missing' ? 'missing-claim' : 'wrong-issuer';
-      case 'aud':
-        return error.reason === 'missing' ? 'missing-claim' : 'wrong-audience';
-      case 'typ':
-        return 'wrong-type';
-      default:
-        return 'missing-claim';
-    }
-  }
-  if (error instanceof joseErrors.JWSSignatureVerificationFailed) return 'bad-signature';
-  if (error instanceof joseErrors.JOSEAlgNotAllowed) return 'alg-not-allowed';
-  return 'malformed';
-}

@@ -1,5 +1,6 @@
 import { createHash, createPrivateKey, createPublicKey, hkdfSync, KeyObject } from 'node:crypto';
 import { configError } from '../core/errors.js';
+import { isProductionMode, isWeakSecret } from '../core/secrets.js';
 
 /** Signature algorithms token mode accepts. `none` and every RSA/PS algorithm are not among them. */
 export type TokenAlgorithm = 'EdDSA' | 'ES256' | 'HS256';
@@ -31,7 +32,7 @@ export interface TokenKey {
 const KID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 
 /** Validates token keys once, at startup. The first key signs; every key verifies tokens carrying its `kid`. */
-export function checkTokenKeys(keys: readonly TokenKeyInput[], option = 'keys'): TokenKey[] {
+export function checkTokenKeys(keys: readonly TokenKeyInput[], option = 'keys', production = isProductionMode()): TokenKey[] {
   if (!Array.isArray(keys) || keys.length === 0) throw configError(option, 'at least one token key is required');
   const seen = new Set<string>();
   const checked = keys.map((input, index) => {
@@ -41,10 +42,19 @@ export function checkTokenKeys(keys: readonly TokenKeyInput[], option = 'keys'):
     if (seen.has(input.kid)) throw configError(option, `kid "${input.kid}" is listed twice`);
     seen.add(input.kid);
     if (!TOKEN_ALGORITHMS.includes(input.alg)) throw configError(option, `${which} has alg ${String(input.alg).slice(0, 16)}; allowed: ${TOKEN_ALGORITHMS.join(', ')}`);
-    return checkKey(input, which, option);
+    const key = checkKey(input, which, option);
+    // Production mode: an HS256 secret of zero bytes, a password or a digest of one is refused, as cookie secrets are.
+    if (production && key.alg === 'HS256' && isWeakSecret(Buffer.from(secretBytes(key.verifyKey)))) {
+      throw configError(option, `${which} (kid "${key.kid}") is an example or low-entropy HS256 secret, refused in production (NODE_ENV=production); generate one with: openssl rand -base64 32`);
+    }
+    return key;
   });
   if ((checked[0] as TokenKey).signKey === null) throw configError(option, 'the first key signs new tokens, so it must be a private (or HS256 secret) key');
   return checked;
+}
+
+function secretBytes(key: KeyObject | Uint8Array): Uint8Array {
+  return key instanceof KeyObject ? key.export() : key;
 }
 
 function checkKey(input: TokenKeyInput, which: string, option: string): TokenKey {
