@@ -16,9 +16,13 @@
 import diagnostics from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import { configError, SessionError } from './core/errors.js';
+import { configError } from './core/errors.js';
 import { CHANNELS, storeChannel } from './core/telemetry.js';
 import type { AnomalyEvent, SessionEvent, StoreOperationContext } from './core/telemetry.js';
+import type { NearCacheEvent } from './stores/near-cache/telemetry.js';
+import { errorKind, labelValue } from './telemetry-labels.js';
+
+export { errorKind, labelValue } from './telemetry-labels.js';
 
 /**
  * What a store may tell about its size, through an optional `usage` method (or getter) beside
@@ -79,21 +83,6 @@ export const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
 
 const SESSION_EVENTS = ['created', 'updated', 'regenerated', 'destroyed', 'expired', 'revoked'] as const;
 type CountedEvent = (typeof SESSION_EVENTS)[number];
-
-/** A store error's kind as a low-cardinality label: our code (with the store's failure kind), a driver's upper-case code, or "unknown". */
-export function errorKind(error: unknown): string {
-  if (error instanceof SessionError) {
-    const kind = error.context.kind;
-    return typeof kind === 'string' && /^[a-z]{1,20}$/.test(kind) ? `${error.code}:${kind}` : error.code;
-  }
-  const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
-  return typeof code === 'string' && /^[A-Z][A-Z0-9_]{1,39}$/.test(code) ? code : 'unknown';
-}
-
-/** A label value from telemetry, bounded so a misbehaving publisher cannot explode cardinality. */
-export function labelValue(value: unknown): string {
-  return typeof value === 'string' && /^[A-Za-z0-9_:.-]{1,40}$/.test(value) ? value : 'other';
-}
 
 function count(value: unknown): number | null {
   return typeof value === 'number' && Number.isFinite(value) && value >= 0 ? value : null;
@@ -193,6 +182,14 @@ export function createSessionMetrics(options: SessionMetricsOptions = {}): Sessi
     buckets: [1, 2, 3, 5, 10],
     registers,
   });
+  const nearCacheEvents = new Counter({
+    name: name('near_cache_events_total'),
+    help: 'Near-cache hits, misses, invalidations (origin local or remote), evictions (by reason) and flushes, by store; for invalidations, evictions and flushes: entries dropped',
+    labelNames: ['store', 'event', 'detail'] as const,
+    registers,
+  });
+  const nearCacheEntries = new Gauge({ name: name('near_cache_entries'), help: 'Records held by the near-cache, by store', labelNames: ['store'] as const, registers });
+  const nearCacheBytes = new Gauge({ name: name('near_cache_bytes'), help: 'Approximate bytes held by the near-cache, by store', labelNames: ['store'] as const, registers });
   const sweeps = new Counter({ name: name('sweeps_total'), help: 'Sweep batches run, by store and outcome', labelNames: ['store', 'outcome'] as const, registers });
   const swept = new Counter({ name: name('swept_records_total'), help: 'Expired records and dead tombstones removed by sweeps, by store', labelNames: ['store'] as const, registers });
 
@@ -297,8 +294,17 @@ export function createSessionMetrics(options: SessionMetricsOptions = {}): Sessi
     if (typeof attempt === 'number' && attempt >= 1) conflictAttempts.observe({ store: labelValue(store) }, attempt);
   };
 
+  const onNearCache = (message: unknown): void => {
+    const { store, event, origin, reason, count, entries, bytes } = message as Partial<NearCacheEvent>;
+    const labels = { store: labelValue(store) };
+    nearCacheEvents.inc({ ...labels, event: labelValue(event), detail: labelValue(origin ?? reason ?? 'none') }, typeof count === 'number' && count > 0 ? count : 0);
+    if (typeof entries === 'number') nearCacheEntries.set(labels, entries);
+    if (typeof bytes === 'number') nearCacheBytes.set(labels, bytes);
+  };
+
   storeChannel.subscribe(storeHandlers);
   diagnostics.subscribe(CHANNELS.session, onSession);
+  diagnostics.subscribe(CHANNELS.nearCache, onNearCache);
   diagnostics.subscribe(CHANNELS.cookieRejected, onCookieRejected);
   diagnostics.subscribe(CHANNELS.tokenRejected, onTokenRejected);
   diagnostics.subscribe(CHANNELS.anomaly, onAnomaly);
@@ -321,6 +327,7 @@ export function createSessionMetrics(options: SessionMetricsOptions = {}): Sessi
       closed = true;
       storeChannel.unsubscribe(storeHandlers);
       diagnostics.unsubscribe(CHANNELS.session, onSession);
+      diagnostics.unsubscribe(CHANNELS.nearCache, onNearCache);
       diagnostics.unsubscribe(CHANNELS.cookieRejected, onCookieRejected);
       diagnostics.unsubscribe(CHANNELS.tokenRejected, onTokenRejected);
       diagnostics.unsubscribe(CHANNELS.anomaly, onAnomaly);

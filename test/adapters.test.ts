@@ -1,11 +1,20 @@
 import diagnostics from 'node:diagnostics_channel';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Hono } from 'hono';
+import express from 'express';
+import { requireRecentAuth as expressRecentAuth } from '../src/adapters/express.js';
+import { requireRecentAuth as fastifyRecentAuth } from '../src/adapters/fastify.js';
+import { requireRecentAuth as honoRecentAuth } from '../src/adapters/hono.js';
+import { requireRecentAuth as nodeRecentAuth } from '../src/adapters/node-http.js';
+import { handleOf, storeKeyOf } from '../src/core/ids.js';
 import { SessionManager } from '../src/core/manager.js';
+import type { SessionManagerOptions } from '../src/core/manager.js';
 import { CHANNELS } from '../src/core/telemetry.js';
 import type { AnomalyEvent } from '../src/core/telemetry.js';
 import type { BindingOptions } from '../src/security/binding.js';
 import { memoryStore } from '../src/stores/memory.js';
-import { Client, Latch, probeStore, TARGETS } from './helpers/adapters.js';
+import { Client, Latch, probeStore, RECENT_AUTH_SECONDS, TARGETS } from './helpers/adapters.js';
+import { published } from './helpers/channels.js';
 import type { ProbedStore, Transport } from './helpers/adapters.js';
 
 const SECRET = 'adapter-suite-secret-0123456789abcdefghijkl';
@@ -15,6 +24,11 @@ const ABSOLUTE_SECONDS = 3600;
 const BINDING_KEY = 'adapter-suite-binding-key-0123456789abcdefgh';
 const FIREFOX = 'Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0';
 const CURL = 'curl/8.5.0';
+
+/** The opaque handle of the session a client's cookie names (these managers have no hashKey). */
+function handleOfClient(client: Client): string {
+  return handleOf(storeKeyOf((client.cookie ?? '').split('.')[0] ?? ''));
+}
 
 /**
  * The behaviour every adapter promises, over each transport it can be driven by. The apps run
@@ -264,6 +278,162 @@ for (const target of TARGETS) {
       expect(after.status).toBe(200);
       expect(after.json()).toEqual({ user: 'ada', items: { apple: 1 } });
     });
+    describe('authentication state and requireRecentAuth', () => {
+      const iso = (ms: number) => new Date(ms).toISOString();
+      const refusal = (detail: string) => ({ type: 'urn:elastic-session:error:ESESS_REAUTH_REQUIRED', title: 'Recent authentication required', status: 401, code: 'ESESS_REAUTH_REQUIRED', detail });
+
+      it('an anonymous session was never authenticated, and a guarded route answers 401 problem+json (ESESS_REAUTH_REQUIRED) without running', async () => {
+        await client.request('POST', '/items/apple');
+        expect((await client.request('GET', '/authentication')).json()).toMatchObject({ authentication: null, authenticatedAt: null });
+        const refused = await client.request('GET', '/sensitive');
+        expect(refused.status).toBe(401);
+        expect(refused.header('content-type')).toBe('application/problem+json');
+        expect(refused.header('cache-control')).toBe('no-store');
+        expect(refused.json()).toEqual(refusal(`Authentication within the last ${RECENT_AUTH_SECONDS} seconds is required`));
+        // Without a cookie: refused too, and nothing is stored for it.
+        probe.reset();
+        const cookieless = await newClient().request('GET', '/sensitive');
+        expect(cookieless.status).toBe(401);
+        expect(cookieless.setCookies).toEqual([]);
+        expect(probe.total()).toBe(0);
+      });
+
+      it('login marks the session authenticated: the guarded route passes for N seconds after, then answers 401 until the user authenticates again', async () => {
+        await client.request('POST', '/items/apple');
+        const loginAt = now;
+        expect((await client.request('POST', '/login?user=ada&method=password')).status).toBe(200);
+        expect((await client.request('GET', '/authentication')).json()).toEqual({
+          authentication: { at: iso(loginAt), method: 'password', level: 'aal1' },
+          authenticatedAt: iso(loginAt),
+          // Not a data field: neither among the keys, nor in toJSON(), nor a property.
+          keys: ['item:apple'],
+          data: { 'item:apple': 1 },
+          fields: ['item:apple'],
+        });
+        expect((await client.request('GET', '/sensitive')).json()).toEqual({ user: 'ada' });
+        now += RECENT_AUTH_SECONDS * 1000;
+        expect((await client.request('GET', '/sensitive')).status).toBe(200);
+        now += 1000;
+        expect((await client.request('GET', '/sensitive')).status).toBe(401);
+        // Still logged in, only not recently: the rest of the session is untouched.
+        expect((await client.request('GET', '/me')).json()).toEqual({ user: 'ada', items: { apple: 1 } });
+        expect((await client.request('POST', '/authenticate?method=otp')).status).toBe(200);
+        expect((await client.request('GET', '/sensitive')).status).toBe(200);
+      });
+
+      it('a level requirement refuses aal1, passes after a step-up to aal2, and judges the latest authentication', async () => {
+        await client.request('POST', '/login?user=ada&method=password');
+        const refused = await client.request('GET', '/sensitive/aal2');
+        expect(refused.status).toBe(401);
+        expect(refused.json()).toEqual(refusal(`Authentication within the last ${RECENT_AUTH_SECONDS} seconds at level aal2 or higher is required`));
+        expect((await client.request('GET', '/sensitive')).status).toBe(200);
+        expect((await client.request('POST', '/authenticate?method=webauthn&level=aal2')).status).toBe(200);
+        expect((await client.request('GET', '/sensitive/aal2')).json()).toEqual({ user: 'ada', level: 'aal2' });
+        expect((await client.request('POST', '/authenticate?method=password&level=aal1')).status).toBe(200);
+        expect((await client.request('GET', '/sensitive/aal2')).status).toBe(401);
+      });
+
+      it('regenerate keeps the authentication (a second login without a new mark stays authenticated)', async () => {
+        await client.request('POST', '/login?user=ada&method=webauthn&level=aal2');
+        const before = client.header;
+        await client.request('POST', '/login?user=ada');
+        expect(client.header).not.toBe(before);
+        expect((await client.request('GET', '/sensitive/aal2')).status).toBe(200);
+      });
+
+      it('refuses a malformed authentication method with 400', async () => {
+        await client.request('POST', '/items/apple');
+        expect((await client.request('POST', '/authenticate?method=bad%20method')).status).toBe(400);
+      });
+    });
+
+    describe('maxSessionsPerUser (manager option)', () => {
+      /** An app over a manager that allows each user two sessions, on the same store and clock. */
+      const limited = async (onTooManySessions: SessionManagerOptions['onTooManySessions'], fixture: (app: Transport, limitedManager: SessionManager) => Promise<void>) => {
+        const limitedManager = new SessionManager({ store: probe.store, secrets: [SECRET], clock: () => now, idleTimeout: IDLE_SECONDS, absoluteTimeout: ABSOLUTE_SECONDS, maxSessionsPerUser: 2, onTooManySessions });
+        const app = await target.start({ manager: limitedManager, trustProxy: true, hooks: { latch } });
+        try {
+          await fixture(app, limitedManager);
+        } finally {
+          await app.close();
+        }
+      };
+      const loginFrom = async (app: Transport): Promise<[Client, number]> => {
+        const browser = new Client(app, COOKIE, { 'x-forwarded-proto': 'https' });
+        expect((await browser.request('POST', '/items/apple')).status).toBe(200);
+        const { status } = await browser.request('POST', '/login?user=ada');
+        now += 1000;
+        return [browser, status];
+      };
+
+      it("'evict-oldest' (the default): a third login of the user logs out the oldest of the other two", async () => {
+        await limited(undefined, async (app, limitedManager) => {
+          const [first] = await loginFrom(app);
+          const [second] = await loginFrom(app);
+          const [third, status] = await loginFrom(app);
+          expect(status).toBe(200);
+          expect((await first.request('GET', '/me')).status).toBe(401);
+          for (const browser of [second, third]) expect((await browser.request('GET', '/me')).json()).toEqual({ user: 'ada', items: { apple: 1 } });
+          expect((await limitedManager.listUserSessions('ada')).map(({ handle }) => handle).sort()).toEqual([handleOfClient(second), handleOfClient(third)].sort());
+        });
+      });
+
+      it("'refuse': a third login fails with 409, sends no cookie and binds nothing; after a logout elsewhere it goes through", async () => {
+        await limited('refuse', async (app, limitedManager) => {
+          const [first] = await loginFrom(app);
+          const [second] = await loginFrom(app);
+          const [third, status] = await loginFrom(app);
+          expect(status).toBe(409);
+          expect(third.cookie).not.toBeNull();
+          expect(await limitedManager.listUserSessions('ada')).toHaveLength(2);
+          for (const browser of [first, second]) expect((await browser.request('GET', '/me')).json()).toEqual({ user: 'ada', items: { apple: 1 } });
+          const refused = await new Client(app, COOKIE, { 'x-forwarded-proto': 'https' }).request('POST', '/login?user=ada');
+          expect(refused.status).toBe(409);
+          expect(refused.setCookies).toEqual([]);
+          expect((await first.request('POST', '/logout')).status).toBe(204);
+          const [, later] = await loginFrom(app);
+          expect(later).toBe(200);
+          expect(await limitedManager.listUserSessions('ada')).toHaveLength(2);
+        });
+      });
+    });
+
+    it('security events carry the time, the principal, the opaque handle and the client address the adapter read, never the ID', async () => {
+      const browser = new Client(transport, COOKIE, { 'x-forwarded-proto': 'https', 'x-forwarded-for': '198.51.100.23, 10.0.0.1' });
+      const handles: string[] = [];
+      const ids: string[] = [];
+      const rejected = await published(CHANNELS.cookieRejected, async () => {
+        expect((await browser.request('GET', '/me', `${COOKIE}=forged`)).status).toBe(401);
+      });
+      expect(rejected).toEqual([{ reason: 'malformed', at: new Date(now).toISOString(), ip: '198.51.100.23' }]);
+      const events = await published(CHANNELS.session, async () => {
+        await browser.request('POST', '/items/apple');
+        handles.push(handleOfClient(browser));
+        ids.push((browser.cookie ?? '').split('.')[0] ?? '');
+        now += 1000;
+        await browser.request('POST', '/login?user=ada&method=password');
+        handles.push(handleOfClient(browser));
+        ids.push((browser.cookie ?? '').split('.')[0] ?? '');
+        now += 1000;
+        await browser.request('POST', '/logout');
+      });
+      const [anonymous, loggedIn] = handles as [string, string];
+      const at = (offset: number) => new Date(now - 2000 + offset).toISOString();
+      const from = { store: 'memory', ip: '198.51.100.23' };
+      expect(events).toEqual([
+        { type: 'created', ...from, at: at(0), handle: anonymous },
+        { type: 'regenerated', ...from, at: at(1000), handle: loggedIn, previousHandle: anonymous },
+        { type: 'updated', ...from, at: at(1000), userId: 'ada', handle: loggedIn },
+        { type: 'authenticated', ...from, at: at(1000), userId: 'ada', handle: loggedIn, method: 'password', level: 'aal1' },
+        { type: 'destroyed', ...from, at: at(2000), userId: 'ada', handle: loggedIn },
+      ]);
+      for (const id of ids) {
+        expect(id).toHaveLength(43);
+        expect(JSON.stringify(events)).not.toContain(id);
+        expect(JSON.stringify(events)).not.toContain(storeKeyOf(id));
+      }
+    });
+
     describe('binding signals (adapter option)', () => {
       let events: AnomalyEvent[];
       const onAnomaly = (message: unknown): void => {
@@ -286,6 +456,8 @@ for (const target of TARGETS) {
           await app.close();
         }
       };
+      /** What each event reported (which signals, what was done), without its subject. */
+      const kinds = () => events.map(({ signals, action }) => ({ signals, action }));
       const browserOn = (app: Transport, userAgent: string, ip = '203.0.113.7') => new Client(app, COOKIE, { 'x-forwarded-proto': 'https', 'x-forwarded-for': `${ip}, 10.0.0.1`, 'user-agent': userAgent });
 
       it('stores the fingerprint when the session is first stored and raises no event while the client stays the same', async () => {
@@ -314,13 +486,22 @@ for (const target of TARGETS) {
           expect(events).toEqual([]);
           const other = await browserOn(app, CURL).request('GET', '/me', browser.header);
           expect(other.status).toBe(200);
-          expect(events).toEqual([{ signals: ['user-agent'], action: 'event' }]);
+          expect(kinds()).toEqual([{ signals: ['user-agent'], action: 'event' }]);
           const moved = await browserOn(app, CURL, '198.51.100.1').request('GET', '/me', browser.header);
           expect(moved.status).toBe(200);
-          expect(events).toEqual([
+          expect(kinds()).toEqual([
             { signals: ['user-agent'], action: 'event' },
             { signals: ['network'], action: 'event' },
           ]);
+          // Who, which session, from where and when, so an operator can act: never the ID or the User-Agent.
+          const [listed] = await manager.listUserSessions('ada');
+          const subject = { at: new Date(now).toISOString(), userId: 'ada', handle: listed?.handle };
+          expect(events).toEqual([
+            { signals: ['user-agent'], action: 'event', ...subject, ip: '203.0.113.7' },
+            { signals: ['network'], action: 'event', ...subject, ip: '198.51.100.1' },
+          ]);
+          expect(JSON.stringify(events)).not.toContain(CURL);
+          expect(JSON.stringify(events)).not.toContain((browser.cookie ?? '').split('.')[0]);
           expect((await browser.request('GET', '/me')).json()).toEqual({ user: 'ada', items: { apple: 1 } });
         });
       });
@@ -336,7 +517,7 @@ for (const target of TARGETS) {
           expect(stolen.status).toBe(401);
           expect(stolen.setCookies).toHaveLength(1);
           expect(stolen.setCookies[0]).toMatch(/^__Host-sid=; .*Max-Age=0/);
-          expect(events).toEqual([{ signals: ['user-agent'], action: 'destroy' }]);
+          expect(kinds()).toEqual([{ signals: ['user-agent'], action: 'destroy' }]);
           // Dead for everyone, the original client included, and a write starts a new session.
           expect((await browser.request('GET', '/me', cookie)).status).toBe(401);
           expect(await manager.load(manager.readCookie(cookie ?? undefined) as string)).toBeNull();
@@ -359,7 +540,7 @@ for (const target of TARGETS) {
           expect(after?.get('_binding')).toEqual(fingerprint);
           expect((await browser.request('GET', '/me')).json()).toEqual({ user: 'ada', items: { apple: 1 } });
           expect((await browserOn(app, CURL).request('GET', '/me', browser.header)).status).toBe(401);
-          expect(events).toEqual([{ signals: ['user-agent'], action: 'destroy' }]);
+          expect(kinds()).toEqual([{ signals: ['user-agent'], action: 'destroy' }]);
         });
       });
 
@@ -369,3 +550,36 @@ for (const target of TARGETS) {
     });
   });
 }
+
+describe('requireRecentAuth, whatever the adapter', () => {
+  const guards = { express: expressRecentAuth, fastify: fastifyRecentAuth, hono: honoRecentAuth, 'node:http': nodeRecentAuth };
+
+  it('validates its options once, at startup, naming them', () => {
+    for (const [name, guard] of Object.entries(guards)) {
+      for (const seconds of [0, -5, Number.NaN, Infinity, 1e12]) expect(() => guard(seconds), `${name} ${seconds}`).toThrow(/"requireRecentAuth\(seconds\)"/);
+      expect(() => guard(60, { level: 'aal4' as 'aal1' }), name).toThrow(/"requireRecentAuth\.level".*aal1, aal2, aal3/);
+      expect(() => guard(60, { level: 'aal3' }), name).not.toThrow();
+    }
+  });
+
+  it('used without the session middleware, it fails as a usage error (500), never as a pass', async () => {
+    const app = express();
+    app.get('/x', expressRecentAuth(60), (_req, res) => {
+      res.send('ran');
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const reply = await fetch(`http://127.0.0.1:${(server.address() as { port: number }).port}/x`);
+      expect(reply.status).toBe(500);
+      expect(await reply.text()).not.toContain('ran');
+    } finally {
+      server.close();
+    }
+    const hono = new Hono();
+    hono.get('/x', honoRecentAuth(60), (c) => c.text('ran'));
+    const answer = await hono.request('/x');
+    expect(answer.status).toBe(500);
+    expect(await answer.json()).toMatchObject({ code: 'ESESS_USAGE' });
+  });
+});

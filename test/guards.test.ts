@@ -11,7 +11,7 @@ describe('cookie codec', () => {
     fc.assert(
       fc.property(fc.uint8Array({ minLength: 32, maxLength: 32 }), (bytes) => {
         const id = Buffer.from(bytes).toString('base64url');
-        expect(keyring.verify(keyring.sign(id))).toEqual({ id });
+        expect(keyring.verify(keyring.sign(id))).toEqual({ id, current: true });
       }),
     );
   });

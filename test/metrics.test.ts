@@ -4,7 +4,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { SessionManager } from '../src/core/manager.js';
-import { publishAnomaly, publishTokenRejected, storeChannel } from '../src/core/telemetry.js';
+import { publishAnomaly, publishTokenRejected, storeChannel, subjectOf } from '../src/core/telemetry.js';
 import type { SessionStore } from '../src/core/types.js';
 import { createSessionMetrics, errorKind, metricsHandler, readStoreUsage } from '../src/metrics.js';
 import type { SessionMetrics } from '../src/metrics.js';
@@ -179,15 +179,17 @@ describe('session lifecycle', () => {
     expect(sample(text, 'elastic_session_sessions_expired_total{store="memory",reason="absolute"}')).toBe(1);
   });
 
-  it('counts rejected cookies and tokens by reason and anomalies by signal, without the cookie, token or signal values', async () => {
+  it('counts rejected cookies and tokens by reason and anomalies by signal, without the cookie, token or signal values, nor the events\' principal, handle or address', async () => {
     const set = metrics();
     const sessions = manager(memoryStore());
     const forged = `${'A'.repeat(43)}.${'B'.repeat(43)}`;
-    expect(sessions.readCookie(`__Host-sid=${forged}`)).toBeNull();
+    const subject = { userId: 'metrics-user-alice', handle: 'HANDLEHANDLEHANDLE0123', ip: '198.51.100.77' };
+    expect(sessions.readCookie(`__Host-sid=${forged}`, { ip: subject.ip })).toBeNull();
     expect(sessions.readCookie('__Host-sid=garbage')).toBeNull();
-    publishTokenRejected('expired');
-    publishAnomaly({ signals: ['user-agent', 'network'], action: 'destroy' });
+    publishTokenRejected('expired', () => subject);
+    publishAnomaly(() => ({ signals: ['user-agent', 'network'], action: 'destroy', ...subjectOf(subject) }));
     const text = await set.text();
+    for (const value of Object.values(subject)) expect(text).not.toContain(value);
     expect(sample(text, 'elastic_session_cookies_rejected_total{reason="bad-signature"}')).toBe(1);
     expect(sample(text, 'elastic_session_cookies_rejected_total{reason="malformed"}')).toBe(1);
     expect(sample(text, 'elastic_session_tokens_rejected_total{reason="expired"}')).toBe(1);
@@ -326,6 +328,30 @@ describe('metricsHandler', () => {
       expect(await response.text()).toContain('# TYPE elastic_session_sessions_created_total counter');
     } finally {
       await new Promise((resolve) => server.close(resolve));
+    }
+  });
+});
+
+describe('near-cache metrics', () => {
+  it('count hits, misses, invalidations and evictions from the near-cache channel, with entries and bytes', async () => {
+    const { nearCache } = await import('../src/stores/near-cache.js');
+    const { memoryStore } = await import('../src/stores/memory.js');
+    const { storedRecord, storeKey } = await import('../src/testing/fixtures.js');
+    const metrics = createSessionMetrics({ defaultMetrics: false });
+    try {
+      const store = nearCache(memoryStore(), { maxEntries: 10 });
+      const key = storeKey();
+      await store.create(key, storedRecord({ a: 1 }));
+      await store.load(key);
+      await store.load(key);
+      await store.destroy(key, 1000);
+      const text = await metrics.text();
+      expect(text).toMatch(/elastic_session_near_cache_events_total\{store="memory",event="miss",detail="none"\} 1/);
+      expect(text).toMatch(/elastic_session_near_cache_events_total\{store="memory",event="hit",detail="none"\} 1/);
+      expect(text).toMatch(/elastic_session_near_cache_events_total\{store="memory",event="invalidation",detail="local"\} [1-9]/);
+      expect(text).toMatch(/elastic_session_near_cache_entries\{store="memory"\} 0/);
+    } finally {
+      metrics.close();
     }
   });
 });

@@ -3,6 +3,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SessionManager } from '../src/core/manager.js';
+import { handleOf, storeKeyOf } from '../src/core/ids.js';
 import { CHANNELS } from '../src/core/telemetry.js';
 import { memoryStore } from '../src/stores/memory.js';
 import { Client, fastifyApp, Latch, TARGETS } from './helpers/adapters.js';
@@ -37,9 +38,12 @@ interface Answer {
   setCookies: string[];
 }
 
-/** What onChange: 'destroy' does when the network changed: one event, and an anonymous answer that clears the cookie. */
-function expectEndedByNetworkChange(moved: Answer, events: unknown[]): void {
-  expect(events).toEqual([{ signals: ['network'], action: 'destroy' }]);
+/**
+ * What onChange: 'destroy' does when the network changed: one event, naming the principal, the
+ * session's handle and the address the adapter read, and an anonymous answer that clears the cookie.
+ */
+function expectEndedByNetworkChange(moved: Answer, events: unknown[], ip: string, handle: string): void {
+  expect(events).toEqual([{ signals: ['network'], action: 'destroy', at: expect.any(String) as unknown, userId: 'ada', handle, ip }]);
   expect(moved.status).toBe(401);
   expect(moved.setCookies).toEqual([expect.stringMatching(/Max-Age=0/)]);
 }
@@ -103,7 +107,7 @@ for (const target of TARGETS) {
         expect(sameForwardedFor.status).toBe(200);
         return browserOn(transport, { ...CLAIMED, 'x-forwarded-for': '198.51.100.1, 10.0.0.1' }).request('GET', '/me', cookie);
       });
-      expectEndedByNetworkChange(moved, events);
+      expectEndedByNetworkChange(moved, events, '198.51.100.1', handleOfCookie(cookie));
       expect(await storedOf(browser)).toBeNull();
     });
 
@@ -117,11 +121,17 @@ for (const target of TARGETS) {
           expect((await requestFrom('127.0.0.1', server, '/me', headers)).status).toBe(200);
           return requestFrom(OTHER_LOOPBACK, server, '/me', headers);
         });
-        expectEndedByNetworkChange(moved, events);
+        expectEndedByNetworkChange(moved, events, OTHER_LOOPBACK, handleOfCookie(browser.header));
         expect(await storedOf(browser)).toBeNull();
       });
     }
   });
+}
+
+/** The opaque handle of the session a Cookie header names (these managers have no hashKey). */
+function handleOfCookie(header: string | null): string {
+  const id = (header ?? '').split('=')[1]?.split('.')[0] ?? '';
+  return handleOf(storeKeyOf(id));
 }
 
 /** One GET over a fresh connection from `localAddress`, so the server sees that socket address. */
@@ -166,7 +176,7 @@ describe('binding in the setups without a network socket (inject, app.request)',
         expect((await me('127.0.0.1')).statusCode).toBe(200);
         expect((await me('198.51.100.1')).statusCode).toBe(401);
       });
-      expect(events).toEqual([{ signals: ['network'], action: 'destroy' }]);
+      expect(events).toMatchObject([{ signals: ['network'], action: 'destroy', userId: 'ada', ip: '198.51.100.1' }]);
     } finally {
       await fastify.close();
     }

@@ -4,8 +4,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SessionManager } from '../src/core/manager.js';
 import { CHANNELS } from '../src/core/telemetry.js';
 import type { AnomalyEvent } from '../src/core/telemetry.js';
-import { firstForwardedFor, SessionRuntime } from '../src/adapters/shared.js';
-import type { SessionObject } from '../src/adapters/shared.js';
+import { firstForwardedFor, SessionRuntime } from '../src/adapters/runtime.js';
+import type { SessionObject } from '../src/adapters/view.js';
 import { createBindingCheck, networkOf } from '../src/security/binding.js';
 import { memoryStore } from '../src/stores/memory.js';
 
@@ -50,7 +50,7 @@ describe('binding signals', () => {
     const bind = createBindingCheck({ key: KEY });
     const session = await boundSession(bind);
     expect(bind(session, { userAgent: CURL, ip: '198.51.100.1' })).toEqual({ changed: ['user-agent', 'network'], action: 'event' });
-    expect(events).toEqual([{ signals: ['user-agent', 'network'], action: 'event' }]);
+    expect(events).toEqual([{ signals: ['user-agent', 'network'], action: 'event', at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as unknown, ip: '198.51.100.1' }]);
     await manager.save(session);
     const again = (await manager.load(session.id))!;
     expect(bind(again, { userAgent: CURL, ip: '198.51.100.1' }).action).toBe('none');
@@ -65,18 +65,29 @@ describe('binding signals', () => {
     expect(result).toEqual({ changed: ['user-agent'], action: 'destroy' });
     await manager.destroy(session);
     expect(await manager.load(session.id)).toBeNull();
-    expect(events).toEqual([{ signals: ['user-agent'], action: 'destroy' }]);
+    expect(events).toMatchObject([{ signals: ['user-agent'], action: 'destroy', ip: '203.0.113.7' }]);
   });
 
-  it('stores only keyed fingerprints; events carry neither the User-Agent nor the address', async () => {
+  it('stores only keyed fingerprints; events carry no User-Agent, no fingerprint and no bound address, only the address the request came from', async () => {
     const bind = createBindingCheck({ key: KEY });
     const session = await boundSession(bind);
+    const fingerprints = Object.values(session.get('_binding') as Record<string, string>);
     bind(session, { userAgent: CURL, ip: '2001:db8:1234::1' });
     const stored = JSON.stringify(session.toJSON());
-    for (const text of [FIREFOX, CURL, '203.0.113', '2001:db8']) {
-      expect(stored).not.toContain(text);
-      expect(JSON.stringify(events)).not.toContain(text);
-    }
+    for (const text of [FIREFOX, CURL, '203.0.113', '2001:db8']) expect(stored).not.toContain(text);
+    for (const text of [FIREFOX, CURL, '203.0.113', ...fingerprints]) expect(JSON.stringify(events)).not.toContain(text);
+    expect(events.map((event) => event.ip)).toEqual(['2001:db8:1234::1']);
+  });
+
+  it("an anomaly event names the session's principal and, when the caller gives it, its handle and the manager's time", async () => {
+    const bind = createBindingCheck({ key: KEY });
+    const session = await boundSession(bind);
+    session.userId = 'ada';
+    await manager.save(session);
+    const [listed] = await manager.listUserSessions('ada');
+    bind(session, { userAgent: CURL, ip: '198.51.100.1' }, () => manager.eventSubject(session));
+    expect(events).toEqual([{ signals: ['user-agent', 'network'], action: 'event', at: expect.any(String) as unknown, userId: 'ada', handle: listed?.handle, ip: '198.51.100.1' }]);
+    expect(manager.handleOf(session)).toBe(listed?.handle);
   });
 
   it('compares network prefixes: IPv4 /24, IPv6 /48, IPv4-mapped IPv6 as IPv4', () => {

@@ -20,13 +20,20 @@
  * }
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { SessionError } from '../core/errors.js';
 import type { SessionData } from '../core/session.js';
-import { clientOf, gateResponse, isSecureRequest } from './node-http.js';
-import { SessionRuntime } from './shared.js';
-import type { AdapterOptions, RequestSession, SessionObject } from './shared.js';
+import { clientOf, gateResponse, isSecureRequest } from './node.js';
+import { recentAuthCheck } from './reauth.js';
+import type { RecentAuthOptions } from './reauth.js';
+import { errorResponse } from './request-session.js';
+import type { RequestSession } from './request-session.js';
+import { SessionRuntime } from './runtime.js';
+import type { AdapterOptions } from './runtime.js';
+import type { SessionObject } from './view.js';
 
-export type { SessionObject, SessionMethods } from './shared.js';
-export type { SessionData } from '../core/session.js';
+export type { SessionObject, SessionMethods } from './view.js';
+export type { RecentAuthOptions } from './reauth.js';
+export type { Authentication, AuthenticationInput, AuthLevel, SessionData } from '../core/session.js';
 
 export type ExpressSessionOptions<Data extends SessionData = SessionData> = AdapterOptions<Data> & {
   /**
@@ -80,10 +87,40 @@ export function session<Data extends SessionData = SessionData>(options: Express
     // A failed save is reported through the same next(): Express goes on to the error
     // middleware after the route, exactly as if the handler had called next(error).
     gateResponse(res, state, (error) => next(error));
-    if (!lazy && state.cookieId !== null) {
+    if (!lazy && state.hasCookie) {
       state.load().then(() => next(), next);
       return;
     }
     next();
+  };
+}
+
+/**
+ * Guards a sensitive route: unless the session was authenticated (`markAuthenticated()`) at most
+ * `seconds` ago, at `level` or higher when given, it answers 401 with an
+ * `application/problem+json` body whose code is ESESS_REAUTH_REQUIRED, and the route never runs.
+ * Register it after `session()`.
+ *
+ * @example
+ * app.post('/account/email', requireRecentAuth(300), changeEmail);
+ * app.post('/payouts', requireRecentAuth(120, { level: 'aal2' }), payout);
+ */
+export function requireRecentAuth(seconds: number, options?: RecentAuthOptions): RequestHandler {
+  const check = recentAuthCheck(seconds, options);
+  return function recentAuth(req: Request, res: Response, next: NextFunction): void {
+    const state = states.get(req);
+    if (!state) {
+      next(new SessionError('ESESS_USAGE', { message: 'requireRecentAuth() runs after the session() middleware: register session() first' }));
+      return;
+    }
+    state.load().then((view) => {
+      const refusal = check(view);
+      if (refusal === null) {
+        next();
+        return;
+      }
+      const problem = errorResponse(refusal);
+      res.writeHead(problem.status, problem.headers).end(problem.body);
+    }, next);
   };
 }

@@ -23,12 +23,18 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest 
 import fp from 'fastify-plugin';
 import { configError } from '../core/errors.js';
 import type { SessionData } from '../core/session.js';
-import { isSecureRequest } from './node-http.js';
-import { SessionRuntime } from './shared.js';
-import type { AdapterOptions, RequestSession, SessionObject } from './shared.js';
+import { isSecureRequest } from './node.js';
+import { recentAuthCheck } from './reauth.js';
+import type { RecentAuthOptions } from './reauth.js';
+import { errorResponse } from './request-session.js';
+import type { RequestSession } from './request-session.js';
+import { SessionRuntime } from './runtime.js';
+import type { AdapterOptions } from './runtime.js';
+import type { SessionObject } from './view.js';
 
-export type { SessionObject, SessionMethods } from './shared.js';
-export type { SessionData } from '../core/session.js';
+export type { SessionObject, SessionMethods } from './view.js';
+export type { RecentAuthOptions } from './reauth.js';
+export type { Authentication, AuthenticationInput, AuthLevel, SessionData } from '../core/session.js';
 
 export type FastifySessionOptions<Data extends SessionData = SessionData> = AdapterOptions<Data> & {
   /**
@@ -94,7 +100,7 @@ const plugin: FastifyPluginAsync<FastifySessionOptions> = async (fastify: Fastif
     });
     states.set(request, state);
     // Store errors go to Fastify's error handler: 503 from the error's status by default.
-    if (!lazy && state.cookieId !== null) await state.load();
+    if (!lazy && state.hasCookie) await state.load();
   });
 
   fastify.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
@@ -112,3 +118,25 @@ const plugin: FastifyPluginAsync<FastifySessionOptions> = async (fastify: Fastif
 
 /** The plugin; register it with `app.register(fastifySession, options)`. */
 export const fastifySession = fp(plugin, { fastify: '5.x', name: 'elastic-session' });
+
+/**
+ * A `preHandler` for sensitive routes: unless the session was authenticated
+ * (`markAuthenticated()`) at most `seconds` ago, at `level` or higher when given, it answers 401
+ * with an `application/problem+json` body whose code is ESESS_REAUTH_REQUIRED, and the handler
+ * never runs.
+ *
+ * @example
+ * app.post('/account/email', { preHandler: requireRecentAuth(300) }, changeEmail);
+ * app.post('/payouts', { preHandler: requireRecentAuth(120, { level: 'aal2' }) }, payout);
+ */
+export function requireRecentAuth(seconds: number, options?: RecentAuthOptions): (request: FastifyRequest, reply: FastifyReply) => Promise<FastifyReply | undefined> {
+  const check = recentAuthCheck(seconds, options);
+  return async function recentAuth(request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
+    const refusal = check(await stateOf(request).load());
+    if (refusal === null) return undefined;
+    const problem = errorResponse(refusal);
+    // An async hook that answers early sends and returns the reply. A Buffer keeps the content
+    // type as the other adapters send it (Fastify appends a charset to JSON types given a string).
+    return reply.code(problem.status).headers(problem.headers).send(Buffer.from(problem.body));
+  };
+}

@@ -20,13 +20,18 @@
  * }
  */
 import type { MiddlewareHandler } from 'hono';
-import { isSessionError } from '../core/errors.js';
+import { isSessionError, SessionError } from '../core/errors.js';
 import type { SessionData } from '../core/session.js';
-import { problemOf, SessionRuntime } from './shared.js';
-import type { AdapterOptions, LazySession } from './shared.js';
+import { recentAuthCheck } from './reauth.js';
+import type { RecentAuthOptions } from './reauth.js';
+import { errorResponse } from './request-session.js';
+import { SessionRuntime } from './runtime.js';
+import type { AdapterOptions } from './runtime.js';
+import type { LazySession } from './view.js';
 
-export type { LazySession, SessionObject, SessionMethods } from './shared.js';
-export type { SessionData } from '../core/session.js';
+export type { LazySession, SessionObject, SessionMethods } from './view.js';
+export type { RecentAuthOptions } from './reauth.js';
+export type { Authentication, AuthenticationInput, AuthLevel, SessionData } from '../core/session.js';
 
 export type HonoSessionOptions<Data extends SessionData = SessionData> = AdapterOptions<Data>;
 
@@ -62,13 +67,38 @@ export function session<Data extends SessionData = SessionData>(options: HonoSes
 }
 
 /**
+ * Middleware for sensitive routes: unless the session was authenticated (`markAuthenticated()`)
+ * at most `seconds` ago, at `level` or higher when given, it answers 401 with an
+ * `application/problem+json` body whose code is ESESS_REAUTH_REQUIRED, and the route never runs.
+ * Use it after `session()`.
+ *
+ * @example
+ * app.post('/account/email', requireRecentAuth(300), changeEmail);
+ * app.post('/payouts', requireRecentAuth(120, { level: 'aal2' }), payout);
+ */
+export function requireRecentAuth(seconds: number, options?: RecentAuthOptions): MiddlewareHandler {
+  const check = recentAuthCheck(seconds, options);
+  return async function recentAuth(c, next) {
+    const lazy = c.get('session') as LazySession<SessionData> | undefined;
+    if (lazy === undefined) throw withResponse(new SessionError('ESESS_USAGE', { message: 'requireRecentAuth() runs after the session() middleware: use session() first' }));
+    const refusal = check(await lazy);
+    if (refusal !== null) {
+      const problem = errorResponse(refusal);
+      return new Response(problem.body, { status: problem.status, headers: problem.headers });
+    }
+    await next();
+    return undefined;
+  };
+}
+
+/**
  * Gives a session error the `getResponse()` Hono's default error handler looks for, so an app
  * without `onError` answers with the error's status; the app's own `onError` still receives the
  * `SessionError` with its code.
  */
 function withResponse(error: unknown): unknown {
   if (isSessionError(error) && !('getResponse' in error)) {
-    const problem = problemOf(error);
+    const problem = errorResponse(error);
     Object.defineProperty(error, 'getResponse', {
       configurable: true,
       value: () => new Response(problem.body, { status: problem.status, headers: problem.headers }),

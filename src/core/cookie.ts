@@ -37,7 +37,10 @@ export function resolveCookieOptions(given: Partial<CookieOptions> | undefined, 
   const base: CookieOptions = insecureDevelopment ? { ...DEFAULT_COOKIE, name: 'sid', secure: false } : DEFAULT_COOKIE;
   const options: CookieOptions = { ...base, ...given };
   if (!NAME_PATTERN.test(options.name)) throw configError('cookie.name', 'must be a cookie token (RFC 6265)');
-  if (!options.path.startsWith('/') || /[;\r\n]/.test(options.path)) throw configError('cookie.path', 'must start with "/" and contain no ";"');
+  // Printable ASCII only: a control character would make Node refuse the Set-Cookie header at the first response.
+  if (typeof options.path !== 'string' || !options.path.startsWith('/') || !/^[\x21-\x3a\x3c-\x7e]*$/.test(options.path)) {
+    throw configError('cookie.path', 'must start with "/" and hold only printable ASCII without spaces or ";"');
+  }
   if (options.domain !== undefined && !/^[A-Za-z0-9.-]+$/.test(options.domain)) throw configError('cookie.domain', 'must be a host name');
   if (!['strict', 'lax', 'none'].includes(options.sameSite)) throw configError('cookie.sameSite', 'must be "strict", "lax" or "none"');
   if (!options.secure && !insecureDevelopment) {

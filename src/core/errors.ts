@@ -13,13 +13,17 @@ export const ERROR_CODES = {
   ESESS_TOO_DEEP: { status: 413, message: 'Session data is nested deeper than allowed' },
   ESESS_NOT_SERIALIZABLE: { status: 400, message: 'Session data is not JSON-serializable' },
   ESESS_GONE: { status: 404, message: 'Session is gone (destroyed, expired or regenerated)' },
-  ESESS_CONFLICT: { status: 409, message: 'Concurrent modification: compare-and-swap retries exhausted' },
+  ESESS_CONFLICT: { status: 409, message: 'Concurrent modification: the session changed meanwhile' },
   ESESS_STORE_UNAVAILABLE: { status: 503, message: 'Session store unavailable' },
   ESESS_STORE_CLOSED: { status: 503, message: 'Session store is closed' },
   ESESS_UNSUPPORTED: { status: 501, message: 'Operation not supported by this store' },
   ESESS_NOT_FOUND: { status: 404, message: 'Not found' },
+  ESESS_METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed for this path' },
+  ESESS_MISDIRECTED: { status: 421, message: 'Request not addressed to this service' },
   ESESS_UNAUTHORIZED: { status: 401, message: 'Missing or invalid credentials' },
   ESESS_TOKEN_INVALID: { status: 401, message: 'Token rejected' },
+  ESESS_REAUTH_REQUIRED: { status: 401, message: 'Recent authentication required' },
+  ESESS_TOO_MANY_SESSIONS: { status: 409, message: 'The user has as many sessions as allowed' },
   ESESS_INTERNAL: { status: 500, message: 'Internal error' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

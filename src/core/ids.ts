@@ -40,8 +40,11 @@ export class Keyring {
   readonly #keys: readonly Buffer[];
 
   constructor(secrets: readonly (string | Buffer)[], option = 'secrets') {
-    if (secrets.length === 0) throw configError(option, 'at least one secret is required');
-    this.#keys = secrets.map((secret, index) => {
+    if (!Array.isArray(secrets) || secrets.length === 0) throw configError(option, 'at least one secret is required (generate one with: openssl rand -base64 32)');
+    this.#keys = secrets.map((secret: unknown, index) => {
+      if (typeof secret !== 'string' && !Buffer.isBuffer(secret)) {
+        throw configError(option, `secret #${index + 1} is ${secret === undefined ? 'undefined (an unset environment variable?)' : `a ${secret === null ? 'null' : typeof secret}`}; secrets are strings or Buffers of at least ${MIN_SECRET_BYTES} bytes`);
+      }
       const key = typeof secret === 'string' ? Buffer.from(secret, 'utf8') : secret;
       if (key.length < MIN_SECRET_BYTES) {
         throw configError(option, `secret #${index + 1} is ${key.length} bytes; at least ${MIN_SECRET_BYTES} are required`);
@@ -54,16 +57,19 @@ export class Keyring {
     return `${id}.${this.#tag(this.#keys[0] as Buffer, id)}`;
   }
 
-  /** The ID inside a signed value, or why it was rejected. Costs no store call. */
-  verify(value: string): { id: string } | { reason: RejectReason } {
+  /**
+   * The ID inside a signed value and whether the newest key signed it (else it should be re-signed),
+   * or why it was rejected. Costs no store call.
+   */
+  verify(value: string): { id: string; current: boolean } | { reason: RejectReason } {
     const match = SIGNED_PATTERN.exec(value);
     if (!match) return { reason: 'malformed' };
     const id = match[1] as string;
     // Compare the encoded text, not decoded bytes: base64url has several spellings of one tag.
     const given = Buffer.from(match[2] as string, 'latin1');
-    for (const key of this.#keys) {
+    for (const [index, key] of this.#keys.entries()) {
       const expected = Buffer.from(this.#tag(key, id), 'latin1');
-      if (given.length === expected.length && timingSafeEqual(given, expected)) return { id };
+      if (given.length === expected.length && timingSafeEqual(given, expected)) return { id, current: index === 0 };
     }
     return { reason: 'bad-signature' };
   }

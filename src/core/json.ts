@@ -49,13 +49,13 @@ export function jsonDepth(text: string): number {
 export function safeJsonParse(text: string, maxDepth: number): unknown {
   // Only text that opens with a container can nest: scalars (most field values) skip the scan.
   if (opensContainer(text) && jsonDepth(text) > maxDepth) {
-    throw new SessionError('ESESS_TOO_DEEP', { context: { maxDepth } });
+    throw new SessionError('ESESS_TOO_DEEP', { message: `JSON nested deeper than ${maxDepth} levels`, context: { maxDepth } });
   }
   let value: unknown;
   try {
     value = MAYBE_UNSAFE.test(text)
       ? JSON.parse(text, function (key, v: unknown) {
-          if (UNSAFE_KEYS.has(key)) throw new SessionError('ESESS_UNSAFE_KEY', { context: { key } });
+          if (UNSAFE_KEYS.has(key)) throw new SessionError('ESESS_UNSAFE_KEY', { message: `Forbidden key "${key}" in JSON input`, context: { key } });
           return v;
         })
       : JSON.parse(text);
@@ -93,7 +93,7 @@ function checkValue(field: string, value: unknown, depth: number, maxDepth: numb
       return;
     case 'object': {
       if (value === null) return;
-      if (depth + 1 > maxDepth) throw new SessionError('ESESS_TOO_DEEP', { context: { field, maxDepth } });
+      if (depth + 1 > maxDepth) throw new SessionError('ESESS_TOO_DEEP', { message: `A field value is nested deeper than limits.maxDepth (${maxDepth})`, context: { field, maxDepth } });
       if (seen.has(value)) throw notSerializable(field, 'circular reference');
       if (!Array.isArray(value)) {
         const proto: unknown = Object.getPrototypeOf(value);
@@ -101,7 +101,7 @@ function checkValue(field: string, value: unknown, depth: number, maxDepth: numb
       }
       seen.add(value);
       for (const [key, item] of Object.entries(value)) {
-        if (UNSAFE_KEYS.has(key)) throw new SessionError('ESESS_UNSAFE_KEY', { context: { field, key } });
+        if (UNSAFE_KEYS.has(key)) throw new SessionError('ESESS_UNSAFE_KEY', { message: `Forbidden key "${key}" inside a field value`, context: { field, key } });
         checkValue(field, item, depth + 1, maxDepth, seen);
       }
       seen.delete(value);

@@ -2,80 +2,23 @@ import { clearingCookie, cookieValues, MAX_COOKIE_HEADER, resolveCookieOptions, 
 import type { CookieOptions } from './cookie.js';
 import { configError, SessionError } from './errors.js';
 import { HybridClock } from './hlc.js';
-import { isProductionMode, isWeakSecret } from './secrets.js';
+import { isProductionMode } from './secrets.js';
 import { generateId, handleOf, isWellFormedId, Keyring, storeKeyOf } from './ids.js';
-import { DEFAULT_DATA_LIMITS, encodeValue, isUnsafeKey, safeJsonParse } from './json.js';
 import type { DataLimits } from './json.js';
-import { DELETED, Session } from './session.js';
-import type { SessionData, Written } from './session.js';
-import { publishConflict, publishCookieRejected, publishCorrupt, publishSession, traceStore } from './telemetry.js';
-import type { Clock, SessionDelta, SessionMeta, SessionStore, StoredField, StoredSession } from './types.js';
+import { MAX_COOKIE_CANDIDATES } from './manager-options.js';
+import type { CookieCandidate, CreateOptions, EventContext, RegenerateOptions, SaveOptions, SaveResult, SessionManagerOptions, UserSessionSummary } from './manager-options.js';
+import { checkInputTimeout, checkUserId, refuseWeakSecrets, resolveManagerOptions } from './options.js';
+import { decodeRecord, encodeChanges } from './record-codec.js';
+import { Session } from './session.js';
+import type { SessionData, StoredAuthentication } from './session.js';
+import { publishConflict, publishCookieRejected, publishCorrupt, publishSession, subjectOf, traceStore } from './telemetry.js';
+import type { EventSubject, SessionEvent } from './telemetry.js';
+import type { Clock, SessionDelta, SessionMeta, SessionStore, StoredSession, StoredSummary } from './types.js';
 import { expiresAt, systemClock, TOMBSTONE_GRACE_MS } from './types.js';
 
-export interface SessionManagerOptions {
-  store: SessionStore;
-  /** Cookie signing secrets, newest first, each at least 32 bytes. The first signs; all verify. */
-  secrets: readonly (string | Buffer)[];
-  /** Key for HMAC-SHA-256 store keys; without it store keys are SHA-256 of the ID. */
-  hashKey?: string | Buffer;
-  /** Seconds without activity after which a session dies. @default 1800 */
-  idleTimeout?: number;
-  /** Seconds after creation after which a session dies whatever its activity. @default 86400 */
-  absoluteTimeout?: number;
-  /** Fraction of the idle timeout that must pass before a read-only request writes `lastSeenAt`. @default 0.1 */
-  touchAfter?: number;
-  cookie?: Partial<CookieOptions>;
-  /** Plain-http cookies (no Secure, no __Host- prefix) for development on localhost. Never in production. @default false */
-  insecureLocalhostDevelopment?: boolean;
-  limits?: Partial<DataLimits>;
-  /** Compare-and-swap attempts in `update()` before ESESS_CONFLICT. @default 10 */
-  maxRetries?: number;
-  /** @default Date.now */
-  clock?: Clock;
-  /** Refuse example and low-entropy `secrets` and `hashKey`. @default NODE_ENV === 'production' */
-  production?: boolean;
-}
-
-export const DEFAULT_OPTIONS = {
-  idleTimeout: 1800,
-  absoluteTimeout: 86_400,
-  touchAfter: 0.1,
-  maxRetries: 10,
-} as const;
-
-/** Longest timeout accepted, in seconds (one year). */
-export const MAX_TIMEOUT_SECONDS = 366 * 24 * 3600;
-const MAX_FIELD_NAME = 256;
-const MAX_USER_ID = 512;
-
-export interface CreateOptions<Data extends SessionData = SessionData> {
-  data?: Partial<Data>;
-  userId?: string | null;
-  /** Seconds; overrides the manager's idle timeout for this session. */
-  idleTimeout?: number;
-  /** Seconds; overrides the manager's absolute timeout for this session. */
-  absoluteTimeout?: number;
-}
-
-export interface SaveOptions {
-  /** Compare-and-swap: fail with ESESS_CONFLICT unless the stored version is still this one. */
-  expectVersion?: number;
-  /** Store a new session even if it holds nothing yet (an API that hands out IDs needs this). @default false */
-  storeEmpty?: boolean;
-}
-
-export interface SaveResult {
-  /** A Set-Cookie header value to send, or null when the cookie does not change. */
-  setCookie: string | null;
-}
-
-export interface UserSessionSummary {
-  /** Opaque, non-secret handle for revoking this session. */
-  handle: string;
-  createdAt: Date;
-  lastSeenAt: Date;
-  expiresAt: Date;
-}
+export { DEFAULT_OPTIONS, MAX_COOKIE_CANDIDATES } from './manager-options.js';
+export type { CookieCandidate, CreateOptions, EventContext, RegenerateOptions, SaveOptions, SaveResult, SessionManagerOptions, UserSessionSummary } from './manager-options.js';
+export { MAX_TIMEOUT_SECONDS } from './types.js';
 
 /**
  * The framework-agnostic core: parses cookie header strings, loads and saves sessions through
@@ -93,6 +36,8 @@ export class SessionManager<Data extends SessionData = SessionData> {
   readonly #maxRetries: number;
   readonly #clock: Clock;
   readonly #hlc: HybridClock;
+  readonly #maxSessionsPerUser: number | undefined;
+  readonly #onTooManySessions: 'evict-oldest' | 'refuse';
   /** Sessions whose cookie must be (re)sent or cleared on the next save. */
   readonly #pendingCookie = new WeakMap<Session<Data>, 'set' | 'clear'>();
 
@@ -103,19 +48,14 @@ export class SessionManager<Data extends SessionData = SessionData> {
     this.#hashKey = options.hashKey === undefined ? undefined : Buffer.from(options.hashKey);
     if (this.#hashKey && this.#hashKey.length < 32) throw configError('hashKey', 'must be at least 32 bytes');
     if (options.production ?? isProductionMode()) refuseWeakSecrets(options.secrets, options.hashKey);
-    const idle = checkTimeout('idleTimeout', options.idleTimeout ?? DEFAULT_OPTIONS.idleTimeout);
-    const absolute = checkTimeout('absoluteTimeout', options.absoluteTimeout ?? DEFAULT_OPTIONS.absoluteTimeout);
-    this.#idleMs = idle * 1000;
-    this.#absoluteMs = absolute * 1000;
-    const touchAfter = options.touchAfter ?? DEFAULT_OPTIONS.touchAfter;
-    if (!(touchAfter >= 0 && touchAfter <= 1)) throw configError('touchAfter', 'must be a fraction between 0 and 1');
-    this.#touchAfterMs = touchAfter * this.#idleMs;
-    this.#maxRetries = options.maxRetries ?? DEFAULT_OPTIONS.maxRetries;
-    if (!Number.isInteger(this.#maxRetries) || this.#maxRetries < 1) throw configError('maxRetries', 'must be a positive integer');
-    this.limits = { ...DEFAULT_DATA_LIMITS, ...options.limits };
-    for (const [name, value] of Object.entries(this.limits)) {
-      if (!Number.isInteger(value) || value < 1) throw configError(`limits.${name}`, 'must be a positive integer');
-    }
+    const resolved = resolveManagerOptions(options);
+    this.#idleMs = resolved.idleMs;
+    this.#absoluteMs = resolved.absoluteMs;
+    this.#touchAfterMs = resolved.touchAfterMs;
+    this.#maxRetries = resolved.maxRetries;
+    this.limits = resolved.limits;
+    this.#maxSessionsPerUser = resolved.maxSessionsPerUser;
+    this.#onTooManySessions = resolved.onTooManySessions;
     this.cookie = resolveCookieOptions(options.cookie, options.insecureLocalhostDevelopment === true);
     this.#clock = options.clock ?? systemClock;
     this.#hlc = new HybridClock(this.#clock);
@@ -125,36 +65,71 @@ export class SessionManager<Data extends SessionData = SessionData> {
    * The verified session ID in a Cookie header, or null. Costs no store call; a forged,
    * tampered or malformed cookie is counted and treated as no cookie.
    */
-  readCookie(header: string | undefined): string | null {
+  readCookie(header: string | undefined, context?: EventContext): string | null {
+    return this.readCookies(header, context)[0]?.id ?? null;
+  }
+
+  /**
+   * Every validly signed session cookie in a Cookie header, in header order, at most
+   * `MAX_COOKIE_CANDIDATES`: a duplicate planted under the same name (possible without the
+   * `__Host-` prefix) must not shadow the real one, so `loadFirst` tries them in turn.
+   */
+  readCookies(header: string | undefined, context?: EventContext): CookieCandidate[] {
+    const details = () => ({ at: this.#clock(), ip: context?.ip });
     if (header !== undefined && header.length > MAX_COOKIE_HEADER) {
-      publishCookieRejected('header-too-large');
-      return null;
+      publishCookieRejected('header-too-large', details);
+      return [];
     }
+    const candidates: CookieCandidate[] = [];
     for (const value of cookieValues(header, this.cookie.name)) {
       const result = this.#keyring.verify(value);
-      if ('id' in result) return result.id;
-      publishCookieRejected(result.reason);
+      if (!('id' in result)) publishCookieRejected(result.reason, details);
+      else if (!candidates.some((candidate) => candidate.id === result.id)) candidates.push(result);
+      if (candidates.length === MAX_COOKIE_CANDIDATES) break;
+    }
+    return candidates;
+  }
+
+  /**
+   * The first candidate whose session is live, or null. A session found through a cookie signed
+   * by an older secret gets a cookie signed by the newest one on its next save, so old secrets
+   * can be dropped once their cookies have been seen.
+   */
+  async loadFirst(candidates: readonly CookieCandidate[], context?: EventContext): Promise<Session<Data> | null> {
+    for (const { id, current } of candidates) {
+      const session = await this.load(id, context);
+      if (session === null) continue;
+      if (!current) this.#pendingCookie.set(session, 'set');
+      return session;
     }
     return null;
   }
 
   /** The session named by a Cookie header, or a new unsaved one. */
-  async fromCookie(header: string | undefined): Promise<Session<Data>> {
-    const id = this.readCookie(header);
-    return (id !== null && (await this.load(id))) || this.create();
+  async fromCookie(header: string | undefined, context?: EventContext): Promise<Session<Data>> {
+    return (await this.loadFirst(this.readCookies(header, context), context)) ?? this.create();
   }
 
   /** A live session by ID, or null when unknown, expired, destroyed or unreadable. */
-  async load(id: string): Promise<Session<Data> | null> {
+  async load(id: string, context?: EventContext): Promise<Session<Data> | null> {
     if (typeof id !== 'string' || !isWellFormedId(id)) return null;
-    const record = await this.#call('load', () => this.store.load(this.#key(id)));
+    const key = this.#key(id);
+    const record = await this.#call('load', () => this.store.load(key));
     if (!record) return null;
     if (expiresAt(record) <= this.#clock()) {
       // Stores drop most dead records themselves; one handed back here tells which deadline passed.
-      publishSession({ type: 'expired', store: this.store.name, reason: record.lastSeenAt + record.idleTimeout <= record.absoluteExpiresAt ? 'idle' : 'absolute' });
+      const reason = record.lastSeenAt + record.idleTimeout <= record.absoluteExpiresAt ? 'idle' : 'absolute';
+      this.#publish('expired', key, record.userId, context, { reason });
       return null;
     }
-    return this.#decode(id, record);
+    const decoded = decodeRecord<Data>(id, record, this.limits, this.#clock);
+    if (!decoded) {
+      publishCorrupt(this.store.name);
+      return null;
+    }
+    // Whatever this request writes next must order after what it has read (read-modify-write).
+    if (decoded.latest) this.#hlc.observe(decoded.latest);
+    return decoded.session;
   }
 
   /** A new session, stored on its first save that has something to store. */
@@ -163,7 +138,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
     const idle = options.idleTimeout === undefined ? this.#idleMs : checkInputTimeout('idleTimeout', options.idleTimeout) * 1000;
     const absolute = options.absoluteTimeout === undefined ? this.#absoluteMs : checkInputTimeout('absoluteTimeout', options.absoluteTimeout) * 1000;
     const meta: SessionMeta = { createdAt: now, lastSeenAt: now, idleTimeout: idle, absoluteExpiresAt: now + absolute, userId: null };
-    const session = new Session<Data>(generateId(), meta, new Map(), new Map(), 0, true);
+    const session = new Session<Data>(generateId(), meta, new Map(), new Map(), 0, true, null, this.#clock);
     if (options.userId != null) session.userId = checkUserId(options.userId);
     for (const [field, value] of Object.entries(options.data ?? {})) session.set(field, value as Data[string]);
     return session;
@@ -175,16 +150,16 @@ export class SessionManager<Data extends SessionData = SessionData> {
    * the sliding refresh is due. Throws ESESS_GONE if the session died meanwhile, and
    * ESESS_CONFLICT if `expectVersion` is given and another write landed since the load.
    */
-  async save(session: Session<Data>, options: SaveOptions = {}): Promise<SaveResult> {
-    if (!(await this.#write(session, options.expectVersion, false, options.storeEmpty === true))) {
+  async save(session: Session<Data>, options: SaveOptions = {}, context?: EventContext): Promise<SaveResult> {
+    if (!(await this.#write(session, options.expectVersion, false, options.storeEmpty === true, context))) {
       throw new SessionError('ESESS_CONFLICT', { message: 'Session changed since it was loaded', context: { attempts: 1 } });
     }
     return { setCookie: this.#takeCookie(session) };
   }
 
   /** Moves the idle deadline now, whatever the refresh throttle says. */
-  async touch(session: Session<Data>): Promise<void> {
-    await this.#write(session, undefined, true);
+  async touch(session: Session<Data>, context?: EventContext): Promise<void> {
+    await this.#write(session, undefined, true, false, context);
   }
 
   /**
@@ -192,58 +167,87 @@ export class SessionManager<Data extends SessionData = SessionData> {
    * other write landed in between; retries up to `maxRetries`, then throws ESESS_CONFLICT.
    * Returns null when the session does not exist.
    */
-  async update(id: string, fn: (session: Session<Data>) => void | Promise<void>): Promise<Session<Data> | null> {
+  async update(id: string, fn: (session: Session<Data>) => void | Promise<void>, context?: EventContext): Promise<Session<Data> | null> {
     for (let attempt = 1; attempt <= this.#maxRetries; attempt++) {
-      const session = await this.load(id);
+      const session = await this.load(id, context);
       if (!session) return null;
       await fn(session);
-      if (await this.#write(session, session.version)) return session;
+      if (await this.#write(session, session.version, false, false, context)) return session;
       publishConflict(this.store.name, attempt);
     }
-    throw new SessionError('ESESS_CONFLICT', { context: { attempts: this.#maxRetries } });
+    throw new SessionError('ESESS_CONFLICT', { message: `update() gave up after ${this.#maxRetries} compare-and-swap attempts (maxRetries)`, context: { attempts: this.#maxRetries } });
   }
 
   /**
    * Issues a new ID (login, privilege change). The data moves to the new ID unless
-   * `keepData` is false; the old ID is destroyed and stays dead.
+   * `keepData` is false; the old ID is destroyed and stays dead. The absolute expiry stays
+   * unless `renewAbsolute` is true.
    */
-  async regenerate(session: Session<Data>, options: { keepData?: boolean } = {}): Promise<void> {
+  async regenerate(session: Session<Data>, options: RegenerateOptions = {}, context?: EventContext): Promise<void> {
     if (session.isDestroyed) throw new SessionError('ESESS_GONE');
-    if (options.keepData === false) session.clear();
+    if (options.keepData === false) {
+      session.clear();
+      session.forgetAuthentication();
+    }
     const now = this.#clock();
-    // A fresh absolute window of the same length as the session's own (it may have been set per session).
-    const absoluteMs = session.meta.absoluteExpiresAt - session.meta.createdAt;
-    const meta: SessionMeta = { ...session.meta, createdAt: now, lastSeenAt: now, absoluteExpiresAt: now + absoluteMs };
+    const absoluteExpiresAt = options.renewAbsolute === true ? now + this.#absoluteMs : session.meta.absoluteExpiresAt;
+    if (absoluteExpiresAt <= now) throw new SessionError('ESESS_GONE');
+    const meta: SessionMeta = { ...session.meta, createdAt: now, lastSeenAt: now, absoluteExpiresAt };
     const oldKey = session.isNew ? null : this.#key(session.id);
     const id = generateId();
     if (oldKey === null) {
       session.reassign(id, meta, true);
       return;
     }
-    const { fields, written } = this.#encode(session, [...session.values().keys()], this.#hlc.now());
-    await this.#createRecord(id, { ...meta, version: 1, fields });
-    if (!(await this.#call('destroy', () => this.store.destroy(oldKey, TOMBSTONE_GRACE_MS)))) {
+    const stamp = this.#hlc.now();
+    const freshAuth = session.authChanged;
+    const { fields, written, auth } = encodeChanges(session, [...session.values().keys()], stamp, this.limits, session.storedAuthentication !== null);
+    const newKey = this.#key(id);
+    // A principal set before regenerate() is bound by it: the session limit applies here too.
+    const binds = session.userIdChanged && meta.userId !== null;
+    if (binds) await this.#admit(session, newKey);
+    await this.#createRecord(id, { ...meta, version: 1, fields, userStamp: stamp });
+    if (!(await this.#call('destroy', () => this.store.destroy(oldKey, TOMBSTONE_GRACE_MS, stamp)))) {
       // The old session died meanwhile (logout, revocation, expiry): its successor must not outlive it.
-      await this.#call('destroy', () => this.store.destroy(this.#key(id), TOMBSTONE_GRACE_MS));
+      await this.#call('destroy', () => this.store.destroy(this.#key(id), TOMBSTONE_GRACE_MS, this.#hlc.now()));
       session.markDestroyed();
       throw new SessionError('ESESS_GONE');
     }
     session.reassign(id, meta, false);
-    session.markSaved(1, meta, written);
+    session.markSaved(1, meta, written, auth);
     this.#pendingCookie.set(session, 'set');
-    publishSession({ type: 'regenerated', store: this.store.name });
+    this.#publish('regenerated', newKey, meta.userId, context, { previousHandle: handleOf(oldKey) });
+    if (freshAuth) this.#publishAuthenticated(newKey, meta.userId, auth, context);
+    if (binds && meta.userId !== null) await this.#evictBeyondLimit(meta.userId, newKey, context);
   }
 
   /** Destroys a session (or a session by ID). Final: no in-flight or later write can revive it. */
-  async destroy(target: Session<Data> | string): Promise<boolean> {
+  async destroy(target: Session<Data> | string, context?: EventContext): Promise<boolean> {
     if (typeof target === 'string') {
       if (!isWellFormedId(target)) return false;
-      return this.#destroyKey(this.#key(target));
+      return this.#destroyKey(this.#key(target), null, context);
     }
-    const destroyed = target.isNew ? false : await this.#destroyKey(this.#key(target.id));
+    const destroyed = target.isNew ? false : await this.#destroyKey(this.#key(target.id), target.userId, context);
     target.markDestroyed();
     this.#pendingCookie.set(target, 'clear');
     return destroyed;
+  }
+
+  /**
+   * The session's opaque handle: the one `listUserSessions` shows (so an application can mark
+   * "this device" in a list) and events carry. Not secret, and no way back to the ID.
+   */
+  handleOf(session: Session<Data>): string {
+    return handleOf(this.#key(session.id));
+  }
+
+  /**
+   * The subject of an event about this session — time (this manager's clock), principal, handle
+   * and the client's address — for events published outside the manager: the adapters' binding
+   * check, or an application's own audit log.
+   */
+  eventSubject(session: Session<Data>, context?: EventContext): EventSubject {
+    return subjectOf({ at: this.#clock(), userId: session.userId, handle: this.handleOf(session), ip: context?.ip });
   }
 
   /** The Set-Cookie value carrying this session's signed ID. */
@@ -273,21 +277,21 @@ export class SessionManager<Data extends SessionData = SessionData> {
   }
 
   /** Destroys one session of a user by its handle; false if no live session has it. */
-  async revokeUserSession(userId: string, handle: string): Promise<boolean> {
+  async revokeUserSession(userId: string, handle: string, context?: EventContext): Promise<boolean> {
     this.#requireUserIndex();
     const summaries = await this.#call('listByUser', () => this.store.listByUser(checkUserId(userId)));
     const match = summaries.find((summary) => handleOf(summary.key) === handle);
     if (!match) return false;
-    const destroyed = await this.#call('destroy', () => this.store.destroy(match.key, TOMBSTONE_GRACE_MS));
-    if (destroyed) publishSession({ type: 'revoked', store: this.store.name, count: 1 });
+    const destroyed = await this.#call('destroy', () => this.store.destroy(match.key, TOMBSTONE_GRACE_MS, this.#hlc.now()));
+    if (destroyed) this.#publish('revoked', match.key, userId, context, { count: 1 });
     return destroyed;
   }
 
   /** Destroys every session of a user ("log out everywhere"); returns how many. */
-  async revokeUser(userId: string): Promise<number> {
+  async revokeUser(userId: string, context?: EventContext): Promise<number> {
     this.#requireUserIndex();
-    const count = await this.#call('destroyByUser', () => this.store.destroyByUser(checkUserId(userId), TOMBSTONE_GRACE_MS));
-    if (count > 0) publishSession({ type: 'revoked', store: this.store.name, count });
+    const count = await this.#call('destroyByUser', () => this.store.destroyByUser(checkUserId(userId), TOMBSTONE_GRACE_MS, this.#hlc.now()));
+    if (count > 0) this.#publish('revoked', null, userId, context, { count });
     return count;
   }
 
@@ -295,7 +299,7 @@ export class SessionManager<Data extends SessionData = SessionData> {
   async sweep(limit = 1000): Promise<number> {
     if (!this.store.capabilities.sweep) return 0;
     const count = await this.#call('sweep', () => this.store.sweep(limit));
-    if (count > 0) publishSession({ type: 'expired', store: this.store.name, count });
+    if (count > 0) this.#publish('expired', null, null, undefined, { count });
     return count;
   }
 
@@ -304,37 +308,96 @@ export class SessionManager<Data extends SessionData = SessionData> {
   }
 
   /** @returns false on a compare-and-swap conflict. */
-  async #write(session: Session<Data>, expectVersion: number | undefined, forceTouch = false, storeEmpty = false): Promise<boolean> {
+  async #write(session: Session<Data>, expectVersion: number | undefined, forceTouch = false, storeEmpty = false, context?: EventContext): Promise<boolean> {
     if (session.isDestroyed) return true;
     if (session.isNew) {
       if (!session.isDirty && !storeEmpty) return true;
+      const key = this.#key(session.id);
       const changed = [...session.changes().keys()].filter((field) => session.has(field));
-      const { fields, written } = this.#encode(session, changed, this.#hlc.now());
+      const stamp = this.#hlc.now();
+      const { fields, written, auth } = encodeChanges(session, changed, stamp, this.limits, session.storedAuthentication !== null);
       const meta = session.meta;
-      await this.#createRecord(session.id, { ...meta, version: 1, fields });
-      session.markSaved(1, meta, written);
+      const binds = meta.userId !== null;
+      if (binds) await this.#admit(session, key);
+      await this.#createRecord(session.id, { ...meta, version: 1, fields, userStamp: stamp });
+      session.markSaved(1, meta, written, auth);
       this.#pendingCookie.set(session, 'set');
-      publishSession({ type: 'created', store: this.store.name });
+      this.#publish('created', key, meta.userId, context);
+      this.#publishAuthenticated(key, meta.userId, auth, context);
+      if (meta.userId !== null) await this.#evictBeyondLimit(meta.userId, key, context);
       return true;
     }
     const now = this.#clock();
     const touchDue = forceTouch || now - session.meta.lastSeenAt >= this.#touchAfterMs;
     if (!session.isDirty && !touchDue) return true;
-    const { fields, written } = this.#encode(session, [...session.changes().keys()], this.#hlc.now());
+    const key = this.#key(session.id);
+    const stamp = this.#hlc.now();
+    const { fields, written, auth } = encodeChanges(session, [...session.changes().keys()], stamp, this.limits, session.authChanged);
     const meta: SessionMeta = { ...session.meta, lastSeenAt: Math.max(now, session.meta.lastSeenAt) };
     const delta: SessionDelta = { fields, lastSeenAt: meta.lastSeenAt };
-    if (session.userIdChanged) delta.userId = checkUserId(meta.userId);
+    const binds = session.userIdChanged && meta.userId !== null;
+    if (session.userIdChanged) {
+      delta.userId = checkUserId(meta.userId);
+      delta.userStamp = stamp;
+    }
     if (expectVersion !== undefined) delta.expectVersion = expectVersion;
+    if (binds) await this.#admit(session, key);
     const wasDirty = session.isDirty;
-    const result = await this.#call('apply', () => this.store.apply(this.#key(session.id), delta));
+    const result = await this.#call('apply', () => this.store.apply(key, delta));
     if (result.status === 'conflict') return false;
     if (result.status === 'gone') {
       session.markDestroyed();
       throw new SessionError('ESESS_GONE');
     }
-    session.markSaved(result.version, meta, written);
-    if (wasDirty) publishSession({ type: 'updated', store: this.store.name });
+    session.markSaved(result.version, meta, written, auth);
+    if (wasDirty) this.#publish('updated', key, meta.userId, context);
+    this.#publishAuthenticated(key, meta.userId, auth, context);
+    if (binds && meta.userId !== null) await this.#evictBeyondLimit(meta.userId, key, context);
     return true;
+  }
+
+  /** The user's other live sessions, oldest first (ties by key, so every instance picks alike). */
+  async #otherSessions(userId: string, key: string): Promise<StoredSummary[]> {
+    const now = this.#clock();
+    const summaries = await this.#call('listByUser', () => this.store.listByUser(userId));
+    return summaries
+      .filter((summary) => summary.key !== key && summary.expiresAt > now)
+      .sort((a, b) => a.createdAt - b.createdAt || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  /** `onTooManySessions: 'refuse'`: a binding beyond the limit writes nothing and keeps the stored principal. */
+  async #admit(session: Session<Data>, key: string): Promise<void> {
+    const limit = this.#maxSessionsPerUser;
+    const userId = session.userId;
+    if (limit === undefined || this.#onTooManySessions !== 'refuse' || userId === null) return;
+    if ((await this.#otherSessions(userId, key)).length < limit) return;
+    session.revertUserId();
+    throw new SessionError('ESESS_TOO_MANY_SESSIONS', { context: { maxSessionsPerUser: limit } });
+  }
+
+  /** `onTooManySessions: 'evict-oldest'`: after a binding, the oldest other sessions go until the limit holds. */
+  async #evictBeyondLimit(userId: string, key: string, context: EventContext | undefined): Promise<void> {
+    const limit = this.#maxSessionsPerUser;
+    if (limit === undefined || this.#onTooManySessions !== 'evict-oldest') return;
+    const others = await this.#otherSessions(userId, key);
+    for (const victim of others.slice(0, Math.max(0, others.length + 1 - limit))) {
+      const destroyed = await this.#call('destroy', () => this.store.destroy(victim.key, TOMBSTONE_GRACE_MS, this.#hlc.now()));
+      if (destroyed) this.#publish('revoked', victim.key, userId, context, { reason: 'session-limit', count: 1 });
+    }
+  }
+
+  #publishAuthenticated(key: string, userId: string | null, auth: StoredAuthentication | null | undefined, context: EventContext | undefined): void {
+    if (auth) this.#publish('authenticated', key, userId, context, { method: auth.method, level: auth.level });
+  }
+
+  /** One lifecycle event; the payload (and the handle's hash) is built only when someone listens. */
+  #publish(type: SessionEvent['type'], key: string | null, userId: string | null, context: EventContext | undefined, extra: Partial<SessionEvent> = {}): void {
+    publishSession(() => ({
+      type,
+      store: this.store.name,
+      ...subjectOf({ at: this.#clock(), userId, handle: key === null ? null : handleOf(key), ip: context?.ip }),
+      ...extra,
+    }));
   }
 
   async #createRecord(id: string, record: StoredSession): Promise<void> {
@@ -343,65 +406,10 @@ export class SessionManager<Data extends SessionData = SessionData> {
     if (!created) throw new SessionError('ESESS_STORE_UNAVAILABLE', { message: 'Store refused a fresh session key', context: { store: this.store.name } });
   }
 
-  async #destroyKey(key: string): Promise<boolean> {
-    const destroyed = await this.#call('destroy', () => this.store.destroy(key, TOMBSTONE_GRACE_MS));
-    if (destroyed) publishSession({ type: 'destroyed', store: this.store.name });
+  async #destroyKey(key: string, userId: string | null, context: EventContext | undefined): Promise<boolean> {
+    const destroyed = await this.#call('destroy', () => this.store.destroy(key, TOMBSTONE_GRACE_MS, this.#hlc.now()));
+    if (destroyed) this.#publish('destroyed', key, userId, context);
     return destroyed;
-  }
-
-  /** Encodes the named fields and checks the limits on the whole session after the change. */
-  #encode(session: Session<Data>, names: string[], stamp: string): { fields: Record<string, StoredField>; written: Map<string, Written> } {
-    const fields: Record<string, StoredField> = Object.create(null) as Record<string, StoredField>;
-    const written = new Map<string, Written>();
-    const changes = session.changes();
-    let total = 0;
-    for (const field of session.keys()) if (!names.includes(field)) total += session.loadedSize(field);
-    for (const field of names) {
-      if (field.length === 0 || field.length > MAX_FIELD_NAME) throw new SessionError('ESESS_INVALID_INPUT', { message: `Field names must be 1 to ${MAX_FIELD_NAME} characters` });
-      if (isUnsafeKey(field)) throw new SessionError('ESESS_UNSAFE_KEY', { context: { key: field } });
-      const value = changes.has(field) ? changes.get(field) : session.values().get(field);
-      if (value === DELETED || value === undefined) {
-        fields[field] = { value: null, stamp };
-        written.set(field, { value: DELETED, size: 0 });
-        continue;
-      }
-      const text = encodeValue(field, value, this.limits.maxDepth);
-      const size = Buffer.byteLength(text) + Buffer.byteLength(field);
-      fields[field] = { value: text, stamp };
-      written.set(field, { value, size });
-      total += size;
-    }
-    if (total > this.limits.maxBytes) throw new SessionError('ESESS_TOO_LARGE', { context: { limit: 'maxBytes', maxBytes: this.limits.maxBytes } });
-    if (session.keys().length > this.limits.maxFields) throw new SessionError('ESESS_TOO_LARGE', { context: { limit: 'maxFields', maxFields: this.limits.maxFields } });
-    return { fields, written };
-  }
-
-  #decode(id: string, record: StoredSession): Session<Data> | null {
-    const values = new Map<string, unknown>();
-    const sizes = new Map<string, number>();
-    let latest = '';
-    try {
-      for (const [field, stored] of Object.entries(record.fields)) {
-        if (stored.stamp > latest) latest = stored.stamp;
-        if (stored.value === null) continue;
-        if (isUnsafeKey(field)) throw new SessionError('ESESS_UNSAFE_KEY');
-        values.set(field, safeJsonParse(stored.value, this.limits.maxDepth));
-        sizes.set(field, Buffer.byteLength(stored.value) + Buffer.byteLength(field));
-      }
-    } catch {
-      publishCorrupt(this.store.name);
-      return null;
-    }
-    // Whatever this request writes next must order after what it has read (read-modify-write).
-    if (latest) this.#hlc.observe(latest);
-    const meta: SessionMeta = {
-      createdAt: record.createdAt,
-      lastSeenAt: record.lastSeenAt,
-      idleTimeout: record.idleTimeout,
-      absoluteExpiresAt: record.absoluteExpiresAt,
-      userId: record.userId,
-    };
-    return new Session<Data>(id, meta, values, sizes, record.version, false);
   }
 
   #takeCookie(session: Session<Data>): string | null {
@@ -434,37 +442,4 @@ export class SessionManager<Data extends SessionData = SessionData> {
 
 export function createSessionManager<Data extends SessionData = SessionData>(options: SessionManagerOptions): SessionManager<Data> {
   return new SessionManager<Data>(options);
-}
-
-function checkTimeout(option: string, seconds: number): number {
-  if (!Number.isFinite(seconds) || seconds < 1 || seconds > MAX_TIMEOUT_SECONDS) {
-    throw configError(option, `must be a number of seconds from 1 to ${MAX_TIMEOUT_SECONDS}`);
-  }
-  return seconds;
-}
-
-function checkInputTimeout(name: string, seconds: unknown): number {
-  if (typeof seconds !== 'number' || !Number.isFinite(seconds) || seconds < 1 || seconds > MAX_TIMEOUT_SECONDS) {
-    throw new SessionError('ESESS_INVALID_INPUT', { message: `${name} must be a number of seconds from 1 to ${MAX_TIMEOUT_SECONDS}`, context: { field: name } });
-  }
-  return seconds;
-}
-
-function checkUserId(userId: string): string;
-function checkUserId(userId: string | null): string | null;
-function checkUserId(userId: string | null): string | null {
-  if (userId === null) return null;
-  if (typeof userId !== 'string' || userId.length === 0 || userId.length > MAX_USER_ID) {
-    throw new SessionError('ESESS_INVALID_INPUT', { message: `userId must be a string of 1 to ${MAX_USER_ID} characters`, context: { field: 'userId' } });
-  }
-  return userId;
-}
-
-/** Production mode: secrets from the documentation or with visibly low entropy are refused; messages never quote them. */
-function refuseWeakSecrets(secrets: readonly (string | Buffer)[], hashKey: string | Buffer | undefined): void {
-  const advice = 'refused in production (NODE_ENV=production); generate one with: openssl rand -base64 32';
-  secrets.forEach((secret, index) => {
-    if (isWeakSecret(secret)) throw configError('secrets', `secret #${index + 1} is an example or low-entropy secret, ${advice}`);
-  });
-  if (hashKey !== undefined && isWeakSecret(hashKey)) throw configError('hashKey', `is an example or low-entropy key, ${advice}`);
 }

@@ -1,8 +1,8 @@
 import { createHmac } from 'node:crypto';
 import { isIP } from 'node:net';
 import { configError } from '../core/errors.js';
-import { publishAnomaly } from '../core/telemetry.js';
-import type { AnomalyEvent } from '../core/telemetry.js';
+import { publishAnomaly, subjectOf } from '../core/telemetry.js';
+import type { AnomalyEvent, EventSubject } from '../core/telemetry.js';
 
 /**
  * Optional binding signals: a session remembers a keyed fingerprint of the client that uses it
@@ -12,13 +12,15 @@ import type { AnomalyEvent } from '../core/telemetry.js';
  * of theft. `onChange: 'destroy'` tells the caller to end the session instead.
  *
  * The fingerprint is an HMAC, so the stored value reveals neither the User-Agent nor the
- * address; events carry only which signals changed.
+ * address. Events say which signals changed, never their values; like every security event they
+ * carry the time, the principal, the session's opaque handle (when given) and the address the
+ * request came from, so an operator can act on them.
  *
  * @example
  * const bind = createBindingCheck({ key: process.env.BINDING_KEY });
  * app.use(async (req, res, next) => {
  *   const session = await req.loadSession();
- *   const { action } = bind(session, { userAgent: req.get('user-agent'), ip: req.ip });
+ *   const { action } = bind(session, { userAgent: req.get('user-agent'), ip: req.ip }, () => ({ handle: manager.handleOf(session) }));
  *   if (action === 'destroy') await session.destroy();
  *   next();
  * });
@@ -50,7 +52,16 @@ export interface ClientSignals {
 export interface BindableSession {
   get(field: string): unknown;
   set(field: string, value: unknown): void;
+  /** The principal, reported in anomaly events. */
+  readonly userId?: string | null;
 }
+
+/**
+ * What an anomaly event should say about the session beyond what the check knows (the
+ * principal, the client's address, the time): its opaque handle. `manager.eventSubject(session)`
+ * gives all of it, the time by the manager's clock. Called only when an event is published.
+ */
+export type AnomalySubject = () => Partial<EventSubject>;
 
 export interface BindingResult {
   /** Signals that differ from the ones the session was bound to (empty on first use and when unchanged). */
@@ -64,7 +75,7 @@ export const DEFAULT_BINDING = { onChange: 'event', signals: ['user-agent', 'net
 const MAX_USER_AGENT = 1024;
 
 /** Validates the options once and returns the per-request check. */
-export function createBindingCheck(options: BindingOptions): (session: BindableSession, client: ClientSignals) => BindingResult {
+export function createBindingCheck(options: BindingOptions): (session: BindableSession, client: ClientSignals, subject?: AnomalySubject) => BindingResult {
   const key = Buffer.from(options?.key ?? '');
   if (key.length < 32) throw configError('key', 'must be at least 32 bytes');
   const onChange = options.onChange ?? DEFAULT_BINDING.onChange;
@@ -79,7 +90,7 @@ export function createBindingCheck(options: BindingOptions): (session: BindableS
   const v6 = prefixLength('ipv6Prefix', options.ipv6Prefix ?? DEFAULT_BINDING.ipv6Prefix, 128);
   const fingerprint = (signal: BindingSignal, value: string): string => createHmac('sha256', key).update(`${signal}\0${value}`).digest('base64url').slice(0, 22);
 
-  return (session, client) => {
+  return (session, client, subject) => {
     const current: Partial<Record<BindingSignal, string>> = {};
     for (const signal of signals) {
       const value = signal === 'user-agent' ? userAgentOf(client.userAgent) : networkOf(client.ip, v4, v6);
@@ -89,7 +100,9 @@ export function createBindingCheck(options: BindingOptions): (session: BindableS
     const bound = typeof stored === 'object' && stored !== null && !Array.isArray(stored) ? (stored as Partial<Record<BindingSignal, unknown>>) : null;
     const changed = bound === null ? [] : signals.filter((signal) => current[signal] !== undefined && typeof bound[signal] === 'string' && bound[signal] !== current[signal]);
     const differs = bound === null || signals.some((signal) => current[signal] !== undefined && bound[signal] !== current[signal]);
-    if (changed.length > 0) publishAnomaly({ signals: changed, action: onChange });
+    if (changed.length > 0) {
+      publishAnomaly(() => ({ signals: changed, action: onChange, ...subjectOf({ userId: session.userId, ip: client.ip }), ...subject?.() }) satisfies AnomalyEvent);
+    }
     if (changed.length > 0 && onChange === 'destroy') return { changed, action: 'destroy' };
     // First use, a signal seen for the first time, or a change that was only reported: (re)bind.
     if (differs) session.set(field, { ...(bound ?? {}), ...current });

@@ -14,12 +14,13 @@ import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Hono } from 'hono';
 import type { Context } from 'hono';
-import { session as expressSession } from '../../src/adapters/express.js';
-import { fastifySession } from '../../src/adapters/fastify.js';
-import { session as honoSession } from '../../src/adapters/hono.js';
-import { withSession } from '../../src/adapters/node-http.js';
-import type { SessionObject } from '../../src/adapters/shared.js';
+import { requireRecentAuth as expressRecentAuth, session as expressSession } from '../../src/adapters/express.js';
+import { fastifySession, requireRecentAuth as fastifyRecentAuth } from '../../src/adapters/fastify.js';
+import { session as honoSession, requireRecentAuth as honoRecentAuth } from '../../src/adapters/hono.js';
+import { requireRecentAuth as nodeRecentAuth, withSession } from '../../src/adapters/node-http.js';
+import type { SessionObject } from '../../src/adapters/view.js';
 import type { SessionManager } from '../../src/core/manager.js';
+import type { AuthLevel } from '../../src/core/session.js';
 import type { BindingOptions } from '../../src/security/binding.js';
 import type { ApplyResult, SessionDelta, SessionStore, StoredSession } from '../../src/core/types.js';
 
@@ -94,6 +95,7 @@ export class Latch {
   arrived = 0;
   #release!: () => void;
   readonly #released: Promise<void>;
+  readonly #waiters: { count: number; resolve: () => void }[] = [];
 
   constructor() {
     this.#released = new Promise((resolve) => (this.#release = resolve));
@@ -101,6 +103,10 @@ export class Latch {
 
   wait(): Promise<void> {
     this.arrived++;
+    for (const waiter of this.#waiters.filter(({ count }) => this.arrived >= count)) {
+      this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+      waiter.resolve();
+    }
     return this.#released;
   }
 
@@ -108,11 +114,17 @@ export class Latch {
     this.#release();
   }
 
+  /** Resolves once `count` requests wait at the latch; fails after 5 s saying how many came. */
   async arrivals(count: number): Promise<void> {
-    const deadline = Date.now() + 5_000;
-    while (this.arrived < count) {
-      if (Date.now() > deadline) throw new Error(`only ${this.arrived} of ${count} requests reached the latch`);
-      await new Promise((resolve) => setTimeout(resolve, 2));
+    if (this.arrived >= count) return;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.#waiters.push({ count, resolve });
+        timer = setTimeout(() => reject(new Error(`only ${this.arrived} of ${count} requests reached the latch`)), 5_000);
+      });
+    } finally {
+      clearTimeout(timer);
     }
   }
 }
@@ -121,7 +133,7 @@ export class Latch {
 // The routes: the four of the examples plus a few that the suite needs. Each framework gets
 // the session in its own native way and hands it to the same logic.
 
-type Params = { name?: string; user?: string; add?: string; hold?: string };
+type Params = { name?: string; user?: string; add?: string; hold?: string; method?: string; level?: string };
 type Outcome = { status: number; json?: unknown; redirect?: string };
 type Logic = (s: SessionObject, params: Params, hooks: AppHooks) => Promise<Outcome>;
 
@@ -142,17 +154,56 @@ function increment(s: SessionObject, name: string): number {
   return count;
 }
 
-export const ROUTES: { method: 'GET' | 'POST'; path: string; session: boolean; logic: Logic }[] = [
+/** A route behind the framework's own `requireRecentAuth(seconds, { level })`. */
+export interface Guard {
+  seconds: number;
+  level?: AuthLevel;
+}
+
+/** Seconds within which the guarded routes want the session authenticated. */
+export const RECENT_AUTH_SECONDS = 300;
+
+export const ROUTES: { method: 'GET' | 'POST'; path: string; session: boolean; guard?: Guard; logic: Logic }[] = [
   {
     method: 'POST',
     path: '/login',
     session: true,
-    logic: async (s, { user }) => {
+    logic: async (s, { user, method, level }) => {
       if (!user) return { status: 400, json: { error: 'user is required' } };
       await s.regenerate();
       s.userId = user;
+      if (method) s.markAuthenticated({ method, level: level as AuthLevel | undefined });
       return { status: 200, json: { user } };
     },
+  },
+  {
+    method: 'POST',
+    path: '/authenticate',
+    session: true,
+    logic: async (s, { method, level }) => {
+      s.markAuthenticated({ method: method as string, level: level as AuthLevel | undefined });
+      return { status: 200, json: { authentication: s.authentication } };
+    },
+  },
+  {
+    method: 'GET',
+    path: '/authentication',
+    session: true,
+    logic: async (s) => ({ status: 200, json: { authentication: s.authentication, authenticatedAt: s.authenticatedAt, keys: s.keys(), data: s.toJSON(), fields: Object.keys(s) } }),
+  },
+  {
+    method: 'GET',
+    path: '/sensitive',
+    session: true,
+    guard: { seconds: RECENT_AUTH_SECONDS },
+    logic: async (s) => ({ status: 200, json: { user: s.userId } }),
+  },
+  {
+    method: 'GET',
+    path: '/sensitive/aal2',
+    session: true,
+    guard: { seconds: RECENT_AUTH_SECONDS, level: 'aal2' },
+    logic: async (s) => ({ status: 200, json: { user: s.userId, level: s.authentication?.level } }),
   },
   {
     method: 'GET',
@@ -286,8 +337,9 @@ export function expressApp(options: AppOptions, factory: () => express.Express =
     const handler = (req: ExpressRequest, res: ExpressResponse, next: (error: unknown) => void): void => {
       handle(req, res).catch(next);
     };
-    if (route.method === 'GET') app.get(route.path, handler);
-    else app.post(route.path, handler);
+    const guards = route.guard ? [expressRecentAuth(route.guard.seconds, levelOf(route.guard))] : [];
+    if (route.method === 'GET') app.get(route.path, ...guards, handler);
+    else app.post(route.path, ...guards, handler);
   }
   return app;
 }
@@ -299,6 +351,7 @@ export async function fastifyApp(options: AppOptions): Promise<FastifyInstance> 
     app.route({
       method: route.method,
       url: route.path,
+      ...(route.guard ? { preHandler: fastifyRecentAuth(route.guard.seconds, levelOf(route.guard)) } : {}),
       handler: async (request: FastifyRequest, reply: FastifyReply) => {
         const s = route.session ? (options.lazy ? await request.loadSession() : request.session) : (undefined as unknown as SessionObject);
         const outcome = await route.logic(s, paramsOf(new URL(request.url, 'http://x'), request.params as Record<string, string>), options.hooks);
@@ -315,18 +368,21 @@ export function honoApp(options: AppOptions): Hono {
   const app = new Hono();
   app.use(honoSession({ manager: options.manager, trustProxy: options.trustProxy, clearSiteData: options.clearSiteData, binding: options.binding }));
   for (const route of ROUTES) {
-    app.on(route.method, route.path, async (c: Context) => {
+    const handler = async (c: Context) => {
       const s = route.session ? await c.get('session') : (undefined as unknown as SessionObject);
       const outcome = await route.logic(s, paramsOf(new URL(c.req.url), c.req.param() as Record<string, string>), options.hooks);
       if (outcome.redirect) return c.redirect(outcome.redirect, outcome.status as 303);
       if (outcome.json === undefined) return c.body(null, outcome.status as 204);
       return c.json(outcome.json, outcome.status as 200);
-    });
+    };
+    if (route.guard) app.on(route.method, route.path, honoRecentAuth(route.guard.seconds, levelOf(route.guard)), handler);
+    else app.on(route.method, route.path, handler);
   }
   return app;
 }
 
 export function nodeHttpServer(options: AppOptions): Server {
+  const guards = new Map(ROUTES.filter((route) => route.guard).map((route) => [route, nodeRecentAuth((route.guard as Guard).seconds, levelOf(route.guard as Guard))]));
   return createServer(
     withSession({ manager: options.manager, trustProxy: options.trustProxy, clearSiteData: options.clearSiteData, binding: options.binding }, async (req, res, session) => {
       const url = new URL(req.url ?? '/', 'http://x');
@@ -334,6 +390,8 @@ export function nodeHttpServer(options: AppOptions): Server {
         if (route.method !== req.method) continue;
         const params = matchPath(route.path, url.pathname);
         if (params === null) continue;
+        const guard = guards.get(route);
+        if (guard && !(await guard(session, res))) return;
         const s = route.session ? await session : (undefined as unknown as SessionObject);
         const outcome = await route.logic(s, paramsOf(url, params), options.hooks);
         if (outcome.redirect) res.writeHead(outcome.status, { location: outcome.redirect }).end();
@@ -344,6 +402,10 @@ export function nodeHttpServer(options: AppOptions): Server {
       res.writeHead(404).end();
     }),
   );
+}
+
+function levelOf(guard: Guard): { level?: AuthLevel } {
+  return guard.level === undefined ? {} : { level: guard.level };
 }
 
 function matchPath(pattern: string, pathname: string): Record<string, string> | null {
