@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StatsReport } from '../src/service/admin/stats.js';
 import type { SessionResource, UserSessionResource } from '../src/service/index.js';
 import { launchChromium } from './helpers/chromium.js';
 import { randomKey, ROOT, startService } from './helpers/service.js';
@@ -112,6 +113,7 @@ describe('admin dashboard in headless Chromium', () => {
       await page.click('#lookup-form button[type=submit]');
       await expect.poll(() => page.textContent('#lookup-status')).toBe('3 live sessions for alice.');
       expect(await page.locator('#user-sessions tbody tr').count()).toBe(3);
+      expect(await page.isHidden('#pager')).toBe(true);
 
       // Revoke one: the page and the API agree.
       const handles = (await sessionsOf('alice')).map((session) => session.handle);
@@ -122,7 +124,9 @@ describe('admin dashboard in headless Chromium', () => {
       expect((await sessionsOf('alice')).map((session) => session.handle)).not.toContain(shown);
       expect(await sessionsOf('alice')).toHaveLength(2);
 
-      await new Promise((resolve) => setTimeout(resolve, 2200));
+      // One more sample drawn since, so the screenshot shows the charts moving on.
+      const drawn = Number(await page.getAttribute('body', 'data-samples'));
+      await expect.poll(async () => Number(await page.getAttribute('body', 'data-samples')), { timeout: 10_000 }).toBeGreaterThan(drawn);
       mkdirSync(join(ROOT, 'test-results'), { recursive: true });
       await page.screenshot({ path: SCREENSHOT, fullPage: true });
 
@@ -144,6 +148,83 @@ describe('admin dashboard in headless Chromium', () => {
       expect(problems.filter((problem) => !problem.includes('401'))).toEqual([]);
     } finally {
       await stop();
+      await page.close();
+    }
+  });
+
+  it("pages a user's sessions ten at a time, with full handles that copy to the clipboard", async () => {
+    const user = `carol-${randomKey()}`;
+    for (let i = 0; i < 25; i++) await createSession(user);
+    const handles = (await sessionsOf(user)).map((session) => session.handle);
+    expect(handles).toHaveLength(25);
+
+    const context = await browser.newContext();
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: service.url });
+    const page = await context.newPage();
+    const problems = watchErrors(page);
+    try {
+      await page.goto(`${service.url}/admin`);
+      await page.fill('#key', key);
+      await page.click('#login-form button[type=submit]');
+      await page.locator('#dashboard').waitFor({ state: 'visible' });
+      await page.fill('#user-id', user);
+      await page.click('#lookup-form button[type=submit]');
+      await expect.poll(() => page.textContent('#lookup-status')).toBe(`25 live sessions for ${user}.`);
+
+      const shown = async (): Promise<string[]> => page.locator('#user-sessions tbody td.handle code').allTextContents();
+      expect(await shown()).toEqual(handles.slice(0, 10));
+      expect(await page.textContent('#page-status')).toBe('1–10 of 25');
+      expect(await page.isDisabled('#page-prev')).toBe(true);
+      await page.click('#page-next');
+      expect(await shown()).toEqual(handles.slice(10, 20));
+      expect(await page.textContent('#page-status')).toBe('11–20 of 25');
+      await page.click('#page-next');
+      expect(await shown()).toEqual(handles.slice(20));
+      expect(await page.textContent('#page-status')).toBe('21–25 of 25');
+      expect(await page.isDisabled('#page-next')).toBe(true);
+
+      // Revoking on the last page keeps the list in step with the API.
+      await page.click('#user-sessions tbody tr:first-child button.revoke');
+      await expect.poll(() => page.textContent('#lookup-status')).toBe(`Revoked 1 session. 24 live sessions for ${user}.`);
+      expect(await page.textContent('#page-status')).toBe('1–10 of 24');
+      expect(await shown()).not.toContain(handles[20]);
+
+      await page.click('#user-sessions tbody tr:nth-child(2) button.copy');
+      await expect.poll(() => page.textContent('#user-sessions tbody tr:nth-child(2) button.copy')).toBe('Copied');
+      const copied = await page.evaluate(() => (globalThis as unknown as { navigator: { clipboard: { readText(): Promise<string> } } }).navigator.clipboard.readText());
+      expect(copied).toBe((await shown())[1]);
+      // The first poll, before the key was given, is refused: that 401 is the login.
+      expect(problems.filter((problem) => !problem.includes('401'))).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('shows "–" for p50 and p99 when the last seconds had no request, whatever earlier samples said', async () => {
+    const page = await browser.newPage();
+    const problems = watchErrors(page);
+    const now = Date.now();
+    const report: StatsReport = {
+      intervalMs: 60_000,
+      updatedAt: new Date(now).toISOString(),
+      store: { name: 'memory', nativeTtl: true, userIndex: true },
+      version: '0.0.0',
+      totals: { requests: 40, errors: 0, clientErrors: 0, created: 1, expired: 0, destroyed: 0, revoked: 0, regenerated: 0, storeKeys: 1, storeBytes: 10, activeSessions: null },
+      errorsByCode: [],
+      recent: { windowMs: 10_000, rps: 0, p50: null, p99: null },
+      // Traffic a minute ago, none since: the series still holds its latencies.
+      series: { t: [now - 60_000, now], rps: [20, 0], p50: [3, null], p99: [8, null], errorsPerMin: [0, 0], createdPerMin: [1, 0], expiredPerMin: [0, 0], storeKeys: [1, 1], storeBytes: [10, 10] },
+    };
+    try {
+      // The page gets these stats whatever it sends, so it opens without asking for a key.
+      await page.route('**/admin/api/stats', (route) => route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify(report) }));
+      await page.goto(`${service.url}/admin`);
+      await expect.poll(() => page.textContent('#store')).toBe('memory');
+      expect(await page.textContent('#tile-p50')).toBe('–');
+      expect(await page.textContent('#tile-p99')).toBe('–');
+      expect(await page.textContent('#tile-rps')).toBe('0.0');
+      expect(problems).toEqual([]);
+    } finally {
       await page.close();
     }
   });

@@ -1,15 +1,35 @@
-import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseCommand } from '../src/cli/config.js';
+import { argOptions, COMMAND_SETTINGS, COMMANDS, parseCommand } from '../src/cli/config.js';
+import { run } from '../src/cli/run.js';
+import type { CliIO } from '../src/cli/run.js';
 import type { SessionResource } from '../src/service/index.js';
-import { builtCli, runCli, startService, tempDir } from './helpers/service.js';
+import { builtCli, randomKey, randomSecret, ROOT, runCli, spawnServe, startService, tempDir } from './helpers/service.js';
 
 beforeAll(() => {
   builtCli();
 }, 180_000);
 
 const SECRET = 'a-secret-of-at-least-thirty-two-bytes!';
+
+/** Runs the CLI in this process (for help and argument errors, which open nothing). */
+async function runHere(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const io: CliIO = {
+    stdout: (text) => (stdout += text),
+    stderr: (text) => (stderr += text),
+    env,
+    cwd: tempDir(),
+    readStdin: async () => '',
+    waitForStop: async () => 'SIGTERM',
+  };
+  const code = await run(argv, io);
+  return { code, stdout, stderr };
+}
 
 describe('elastic-session --help', () => {
   it('prints the commands for --help and exits 0', async () => {
@@ -37,6 +57,39 @@ describe('elastic-session --help', () => {
     const result = await runCli(['serv']);
     expect(result.code).toBe(2);
     expect(result.stderr).toContain('unknown command "serv"');
+  });
+
+  it('lists every flag of every command, with the commands that take it (#18 item 6)', async () => {
+    const { code, stdout } = await runHere(['--help']);
+    expect(code).toBe(0);
+    for (const command of COMMANDS) {
+      for (const flag of Object.keys(argOptions(command))) expect(stdout, `--${flag} of ${command}`).toContain(flag === 'help' ? '-h, --help' : `--${flag} `);
+    }
+    expect(stdout).toMatch(/ {2}serve:\n(?: {4}.*\n| {35}\[.*\n)*? {4}--allowed-host <name\[:port\]> /);
+    expect(stdout).toContain('[repeatable, env ELASTIC_SESSION_API_KEYS]');
+  });
+
+  it.each(COMMANDS)('the help of %s lists each of its flags, and in its config note only the keys it reads', async (command) => {
+    const { code, stdout } = await runHere([command, '--help']);
+    expect(code).toBe(0);
+    for (const flag of Object.keys(argOptions(command))) expect(stdout, `--${flag}`).toContain(`--${flag}`);
+    const keys = /\(keys: ([^)]*)\)/.exec(stdout.replace(/\n/g, ' '))?.[1]?.split(/,\s*/);
+    expect(keys).toEqual(COMMAND_SETTINGS[command]);
+  });
+
+  it('says "did you mean" for a mistyped command and flag, and names the command a flag belongs to', async () => {
+    const serv = await runHere(['serv']);
+    expect(serv).toMatchObject({ code: 2, stdout: '' });
+    expect(serv.stderr).toContain('unknown command "serv": did you mean "serve"?');
+    expect((await runHere(['inpsect'])).stderr).toContain('did you mean "inspect"?');
+    expect((await runHere(['frobnicate'])).stderr).not.toContain('did you mean');
+    const prot = await runHere(['serve', '--prot', '80']);
+    expect(prot.code).toBe(2);
+    expect(prot.stderr).toContain("Unknown option '--prot': did you mean --port?");
+    expect((await runHere(['serve', '--secert', SECRET])).stderr).toContain('did you mean --secret?');
+    expect((await runHere(['serve', '--api-keys', 'k'])).stderr).toContain('did you mean --api-key?');
+    expect((await runHere(['sweep', '--port', '80'])).stderr).toContain("Unknown option '--port': --port is an option of serve, not of sweep");
+    expect((await runHere(['sweep', '--secret', SECRET])).stderr).toContain('--secret is an option of serve, inspect, hash-key, not of sweep');
   });
 });
 
@@ -112,11 +165,175 @@ describe('configuration precedence', () => {
     const defaults = parseCommand('serve', [], {}, dir).config;
     expect(defaults).toMatchObject({ port: 8080, host: '127.0.0.1', idleTimeout: 1800, absoluteTimeout: 86400, apiKeys: [], secret: undefined });
     expect(defaults.store).toEqual({ scheme: 'sqlite', url: 'sqlite:./data/sessions.db', path: join(dir, 'data', 'sessions.db') });
+    // #18 item 4: API keys no longer widen the default address; listening beyond loopback is asked for.
     expect(parseCommand('serve', ['--api-key', 'flag-key-0123456789', '--api-key', 'flag-key-9876543210'], env, dir).config).toMatchObject({
       apiKeys: ['flag-key-0123456789', 'flag-key-9876543210'],
-      host: '0.0.0.0',
+      host: '127.0.0.1',
     });
+    expect(parseCommand('serve', ['--api-key', 'flag-key-0123456789', '--host', '0.0.0.0'], {}, dir).config.host).toBe('0.0.0.0');
   });
+
+  it('a command reads only its own settings: a variable or config key for another command is left alone', () => {
+    const dir = tempDir();
+    const file = join(dir, 'es.json');
+    writeFileSync(file, JSON.stringify({ store: 'memory:', port: 'not a port', tokenKey: '/nonexistent.pem' }));
+    expect(parseCommand('sweep', ['--config', file], { ELASTIC_SESSION_PORT: 'eighty', ELASTIC_SESSION_SECRET_FILE: '/nonexistent' }, dir).config.store).toEqual({ scheme: 'memory', url: 'memory:' });
+    expect(() => parseCommand('serve', ['--config', file], {}, dir)).toThrow(/"port" in .* must be an integer/);
+  });
+});
+
+describe('the service listens on loopback by default, also with API keys (#18 item 4)', () => {
+  it('createService with API keys and no host binds 127.0.0.1 and says how to listen beyond it', async () => {
+    const service = await startService({ apiKeys: [randomKey()], host: undefined });
+    try {
+      expect(service.service.server.address()).toMatchObject({ address: '127.0.0.1' });
+      expect(service.log.lines.join('\n')).toContain('listening on 127.0.0.1 only (loopback); set --host 0.0.0.0');
+    } finally {
+      await service.close();
+    }
+  });
+
+  it('serve prints where the dashboard, the OpenAPI document, health and metrics are', async () => {
+    const serve = await spawnServe(['--store', 'memory:']);
+    try {
+      expect((await fetch(`${serve.url}/admin`)).status).toBe(200);
+      expect((await fetch(`${serve.url}/openapi.json`)).status).toBe(200);
+    } finally {
+      // All of stderr is in once the process has exited.
+      expect(await serve.stop()).toBe(0);
+    }
+    expect(serve.stderr()).toContain(`dashboard ${serve.url}/admin, API description ${serve.url}/openapi.json, health ${serve.url}/healthz, metrics ${serve.url}/metrics`);
+  }, 30_000);
+});
+
+describe('secrets and keys from files: --secret-file, --api-key-file, --hash-key-file (#13 item 8)', () => {
+  function secretFile(dir: string, name: string, text: string, mode = 0o600): string {
+    const path = join(dir, name);
+    writeFileSync(path, text);
+    chmodSync(path, mode);
+    return path;
+  }
+
+  it('reads one value per line, byte for byte but for the line ending, from the flag, the _FILE variable or the config file', () => {
+    const dir = tempDir();
+    const [a, b] = [randomSecret(), ` ${randomSecret()}`];
+    const hashKey = randomBytes(32).toString('base64url');
+    const [k1, k2] = [randomKey(), randomKey()];
+    const secrets = secretFile(dir, 'secrets', `${a}\r\n${b}\n\n`);
+    const hash = secretFile(dir, 'hash', `${hashKey}\n`);
+    const keys = secretFile(dir, 'keys', `${k1}\n  ${k2}  \n`);
+    const expected = { secret: [a, b], hashKey: Buffer.from(hashKey, 'base64url'), apiKeys: [k1, k2], secretOption: '--secret-file', hashKeyOption: '--hash-key-file' };
+    expect(parseCommand('serve', ['--secret-file', secrets, '--hash-key-file', hash, '--api-key-file', keys], {}, dir).config).toMatchObject(expected);
+    const env = { ELASTIC_SESSION_SECRET_FILE: 'secrets', ELASTIC_SESSION_HASH_KEY_FILE: hash, ELASTIC_SESSION_API_KEYS_FILE: keys };
+    expect(parseCommand('serve', [], env, dir).config).toMatchObject({ ...expected, secretOption: 'ELASTIC_SESSION_SECRET_FILE', hashKeyOption: 'ELASTIC_SESSION_HASH_KEY_FILE' });
+    const file = join(dir, 'es.json');
+    writeFileSync(file, JSON.stringify({ secretFile: secrets, hashKeyFile: hash, apiKeyFile: keys }));
+    expect(parseCommand('serve', ['--config', file], {}, dir).config).toMatchObject({ secret: [a, b], apiKeys: [k1, k2] });
+    expect(parseCommand('inspect', ['--secret-file', secrets, '--hash-key-file', hash, 'x'], {}, dir).config).toMatchObject({ secret: [a, b] });
+    expect(parseCommand('hash-key', [], env, dir).config).toMatchObject({ secret: [a, b] });
+  });
+
+  it('flags win over variables over the config file, whichever form each gives; one source giving both forms is refused', () => {
+    const dir = tempDir();
+    const [fromFlag, fromEnv, fromFile] = [randomSecret(), randomSecret(), randomSecret()];
+    const envFile = secretFile(dir, 'env-secret', `${fromEnv}\n`);
+    const config = join(dir, 'es.json');
+    writeFileSync(config, JSON.stringify({ secret: fromFile }));
+    expect(parseCommand('serve', ['--config', config, '--secret', fromFlag], { ELASTIC_SESSION_SECRET_FILE: envFile }, dir).config.secret).toEqual([fromFlag]);
+    expect(parseCommand('serve', ['--config', config], { ELASTIC_SESSION_SECRET_FILE: envFile }, dir).config.secret).toEqual([fromEnv]);
+    expect(parseCommand('serve', ['--config', config], {}, dir).config.secret).toEqual([fromFile]);
+    expect(() => parseCommand('serve', ['--secret', fromFlag, '--secret-file', envFile], {}, dir)).toThrow(/--secret and --secret-file both set it: give one of them/);
+    expect(() => parseCommand('serve', [], { ELASTIC_SESSION_API_KEYS: randomKey(), ELASTIC_SESSION_API_KEYS_FILE: envFile }, dir)).toThrow(/ELASTIC_SESSION_API_KEYS and ELASTIC_SESSION_API_KEYS_FILE both/);
+  });
+
+  it('refuses a file every user may write, warns about one every user may read, and names the option for a missing, empty or bad file', () => {
+    const dir = tempDir();
+    const secret = randomSecret();
+    const writable = secretFile(dir, 'writable', secret, 0o666);
+    expect(() => parseCommand('serve', ['--secret-file', writable], {}, dir)).toThrow(new RegExp(`--secret-file file ${writable} is writable by every user.*chmod 600`));
+    const readable = secretFile(dir, 'readable', secret, 0o644);
+    const parsed = parseCommand('serve', ['--secret-file', readable], {}, dir).config;
+    expect(parsed.secret).toEqual([secret]);
+    expect(parsed.warnings).toEqual([`--secret-file: file ${readable} is readable by every user; restrict it with: chmod 600 ${readable}`]);
+    expect(parseCommand('serve', ['--secret-file', secretFile(dir, 'private', secret)], {}, dir).config.warnings).toEqual([]);
+    const cases: [string[], RegExp][] = [
+      [['--secret-file', join(dir, 'missing')], /--secret-file file .*missing cannot be read \(ENOENT\)/],
+      [['--secret-file', dir], /--secret-file file .* is not a regular file/],
+      [['--secret-file', secretFile(dir, 'empty', '\n\n')], /--secret-file file .*empty holds no value/],
+      [['--secret-file', secretFile(dir, 'short', 'short\n')], /--secret-file must be a string of at least 32 bytes/],
+      [['--hash-key-file', secretFile(dir, 'two-keys', `${randomBytes(32).toString('base64url')}\n${randomBytes(32).toString('base64url')}\n`)], /--hash-key-file file .* must hold one value on one line/],
+      [['--api-key-file', secretFile(dir, 'bad-keys', `${randomKey()}\nbad\n`)], /--api-key-file must hold API keys .*\(key #2\)/],
+    ];
+    for (const [args, message] of cases) expect(() => parseCommand('serve', args, {}, dir), args.join(' ')).toThrow(message);
+    for (const [args] of cases) {
+      try {
+        parseCommand('serve', args, {}, dir);
+      } catch (error) {
+        expect((error as Error).message).not.toContain(secret);
+      }
+    }
+  });
+
+  it('serve takes its secret and API keys from files (nothing secret on its command line), and inspect finds the session with the same file', async () => {
+    const dir = tempDir();
+    const secret = randomSecret();
+    const key = randomKey();
+    const secretPath = secretFile(dir, 'secret', `${secret}\n`);
+    const keysPath = secretFile(dir, 'api-keys', `${key}\n`);
+    const store = `sqlite:${join(dir, 'sessions.db')}`;
+    const serve = await spawnServe(['--store', store, '--secret-file', secretPath], { env: { ELASTIC_SESSION_API_KEYS_FILE: keysPath } });
+    let id: string;
+    try {
+      expect(serve.child.spawnargs.join(' ')).not.toContain(secret);
+      expect((await fetch(`${serve.url}/v1/sessions`, { method: 'POST' })).status).toBe(401);
+      const created = await fetch(`${serve.url}/v1/sessions`, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' }, body: '{"data":{"a":1}}' });
+      expect(created.status).toBe(201);
+      ({ id } = (await created.json()) as SessionResource);
+    } finally {
+      await serve.stop();
+    }
+    const inspected = await runCli(['inspect', '--store', store, '--secret-file', secretPath, '--', id]);
+    expect(inspected.code, inspected.stderr).toBe(0);
+    expect(JSON.parse(inspected.stdout)).toMatchObject({ id, data: { a: 1 } });
+  }, 60_000);
+
+  it('a world-readable secret file is used with a warning on stderr', async () => {
+    const dir = tempDir();
+    const path = secretFile(dir, 'secret', `${randomSecret()}\n`, 0o644);
+    const result = await runCli(['hash-key', '--store', 'memory:', '--secret-file', path]);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^[A-Za-z0-9_-]{43}\n$/);
+    expect(result.stderr).toContain(`warning: --secret-file: file ${path} is readable by every user`);
+  });
+});
+
+describe('npm start builds only when dist/ is missing or older than src/ (#18 item 4)', () => {
+  it('scripts/ensure-built.js builds a missing dist, then skips while it is current, and rebuilds after a source changes', () => {
+    const root = tempDir();
+    mkdirSync(join(root, 'src', 'cli'), { recursive: true });
+    symlinkSync(join(ROOT, 'node_modules'), join(root, 'node_modules'), 'dir');
+    writeFileSync(join(root, 'package.json'), '{"type":"module"}');
+    writeFileSync(join(root, 'tsconfig.build.json'), JSON.stringify({ compilerOptions: { module: 'nodenext', target: 'es2022', rootDir: 'src', outDir: 'dist', skipLibCheck: true, types: [] }, include: ['src'] }));
+    writeFileSync(join(root, 'src', 'cli', 'main.ts'), 'export const built: number = 1;\n');
+    const ensure = () => spawnSync(process.execPath, [join(ROOT, 'scripts', 'ensure-built.js'), root], { encoding: 'utf8', timeout: 120_000 });
+    const first = ensure();
+    expect(first.status, first.stderr).toBe(0);
+    expect(first.stderr).toContain('building dist/ (no build yet)');
+    const built = join(root, 'dist', 'cli', 'main.js');
+    const builtAt = statSync(built).mtimeMs;
+    const second = ensure();
+    expect(second).toMatchObject({ status: 0, stderr: 'elastic-session: dist/ is up to date, not rebuilding\n' });
+    expect(statSync(built).mtimeMs).toBe(builtAt);
+    // A source edited after the build (its time set ahead, so the test needs no wait).
+    const source = join(root, 'src', 'cli', 'main.ts');
+    writeFileSync(source, 'export const built: number = 2;\n');
+    const later = new Date(builtAt + 5000);
+    utimesSync(source, later, later);
+    const third = ensure();
+    expect(third.status, third.stderr).toBe(0);
+    expect(third.stderr).toContain('building dist/ (sources changed since the last build)');
+    expect(statSync(built).mtimeMs).toBeGreaterThan(builtAt);
+  }, 120_000);
 });
 
 describe('elastic-session inspect and sweep', () => {
@@ -174,5 +391,17 @@ describe('elastic-session inspect and sweep', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toBe('4\n');
     expect((await runCli(['sweep', '--store', store])).stdout).toBe('0\n');
+  });
+});
+
+describe('elastic-session without the optional peer prom-client', () => {
+  it('serve exits 2 saying to npm install prom-client; the other commands do not need it', async () => {
+    const serve = await runCli(['serve', '--port', '0', '--store', 'memory:'], { hide: ['prom-client'] });
+    expect(serve.code).toBe(2);
+    expect(serve.stderr).toContain('prom-client (npm install prom-client)');
+    expect(serve.stdout).toBe('');
+    const hashKey = await runCli(['hash-key', '--store', 'memory:', '--secret', SECRET], { hide: ['prom-client'] });
+    expect(hashKey).toMatchObject({ code: 0, stderr: '' });
+    expect(hashKey.stdout).toMatch(/^[A-Za-z0-9_-]{43}\n$/);
   });
 });

@@ -1,13 +1,16 @@
 import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { parseCommand } from '../src/cli/config.js';
 import type { SessionStore } from '../src/core/types.js';
+import { silentLogger } from '../src/service/log.js';
 import { generateEncryptionKey } from '../src/stores/encrypted.js';
 import { memoryStore } from '../src/stores/memory.js';
 import { tokenKeyFromPem, tokenKeyFromSecret } from '../src/tokens/keys.js';
-import { builtCli, ROOT, runCli, spawnServe, startService, tempDir } from './helpers/service.js';
+import { builtCli, randomKey, rawExchange, rawRequest, ROOT, runCli, spawnServe, startService, tempDir } from './helpers/service.js';
 import type { RunningService } from './helpers/service.js';
 import { createTestPki, httpsRequest } from './helpers/tls.js';
 import type { TestPki } from './helpers/tls.js';
@@ -252,7 +255,8 @@ describe('elastic-session reencrypt', () => {
 
     const result = await runCli(['reencrypt', '--store', store], { env: { ELASTIC_SESSION_ENCRYPTION_KEYS: `${newKey},${oldKey}` } });
     expect(result.code, result.stderr).toBe(0);
-    expect(JSON.parse(result.stdout)).toEqual({ scanned: 10, rewritten: 5, fields: 5, passes: 2, clean: true, keyId: 'new' });
+    // 5 data fields plus, per session, the two reserved fields that authenticate principal and deadlines.
+    expect(JSON.parse(result.stdout)).toEqual({ scanned: 10, rewritten: 5, fields: 15, passes: 2, clean: true, keyId: 'new' });
 
     const after = await createService({ store, secret, encryptionKeys: [newKey], port: 0, log: silentLogger, sweepIntervalMs: 0 });
     try {
@@ -433,4 +437,215 @@ describe('token signing key setting of the service', () => {
     expect(bad.stderr).toContain('ELASTIC_SESSION_TOKEN_KEY');
     expect(bad.stderr).not.toContain('PRIVATE KEY');
   }, 60_000);
+});
+
+describe('DNS rebinding: the service answers only to its own names (#13 item 1)', () => {
+  let service: RunningService | undefined;
+
+  afterEach(async () => {
+    await service?.close();
+    service = undefined;
+  });
+
+  const portOf = (url: string): number => Number(new URL(url).port);
+
+  async function expectMisdirected(response: { status: number; headers: Record<string, unknown>; body: string }): Promise<void> {
+    expect(response.status).toBe(421);
+    expect(response.headers['content-type']).toBe('application/problem+json');
+    expect(response.headers.connection).toBe('close');
+    const problem = JSON.parse(response.body) as { status: number; code: string; detail: string };
+    expect(problem).toMatchObject({ status: 421, code: 'ESESS_MISDIRECTED', detail: expect.stringMatching(/Host header.*--allowed-host/) });
+  }
+
+  it("refuses the issue's curl without API keys: POST /v1/sessions with Host rebind.attacker.example answers 421 and creates nothing", async () => {
+    service = await startService();
+    const { url } = service;
+    // curl -X POST http://127.0.0.1:$P/v1/sessions -H 'Host: rebind.attacker.example' -d '{"userId":"admin"}'
+    const forged = await rawRequest(url, {
+      method: 'POST',
+      target: '/v1/sessions',
+      host: 'rebind.attacker.example',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: '{"userId":"admin"}',
+    });
+    await expectMisdirected(forged);
+    expect(forged.body).not.toMatch(/"id"/);
+    // The same with the right content type, and the name with the service's port.
+    const withPort = await rawRequest(url, { method: 'POST', target: '/v1/sessions', host: `rebind.attacker.example:${portOf(url)}`, headers: { 'content-type': 'application/json' }, body: '{"userId":"admin"}' });
+    await expectMisdirected(withPort);
+    const listed = await service.request('GET', '/v1/users/admin/sessions');
+    expect(await listed.json()).toEqual({ sessions: [] });
+  });
+
+  it('a rebound page cannot revoke a user: DELETE /v1/users/{u}/sessions answers 421 and the sessions live on', async () => {
+    service = await startService();
+    const created = (await (await service.request('POST', '/v1/sessions', { json: { userId: 'alice' } })).json()) as { id: string };
+    await expectMisdirected(await rawRequest(service.url, { method: 'DELETE', target: '/v1/users/alice/sessions', host: `rebind.attacker.example:${portOf(service.url)}` }));
+    expect((await service.request('GET', `/v1/sessions/${created.id}`)).status).toBe(200);
+  });
+
+  it('a loopback service answers to localhost, 127.0.0.1 and [::1] on its port (any case), and to nothing else', async () => {
+    service = await startService();
+    const port = portOf(service.url);
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `LocalHost:${port}`, `[::1]:${port}`, `[0:0:0:0:0:0:0:1]:${port}`]) {
+      expect((await rawRequest(service.url, { target: '/healthz', host })).status, host).toBe(200);
+    }
+    const refused = [
+      `localhost:${port + 1}`,
+      'localhost',
+      `127.0.0.2:${port}`,
+      `localhost.:${port}`,
+      `sub.localhost:${port}`,
+      `::1:${port}`,
+      `user@localhost:${port}`,
+      `localhost:${port}/x`,
+      `localhost:0${port}x`,
+    ];
+    for (const host of refused) await expectMisdirected(await rawRequest(service.url, { target: '/healthz', host }));
+    // Every route is behind the check, the unknown ones too: nothing about the API is revealed.
+    await expectMisdirected(await rawRequest(service.url, { target: '/openapi.json', host: 'rebind.attacker.example' }));
+    await expectMisdirected(await rawRequest(service.url, { target: '/no-such-route', host: 'rebind.attacker.example' }));
+  });
+
+  it('takes the authority of an absolute-form target over the Host header (RFC 9112), and refuses a request without any host', async () => {
+    service = await startService();
+    const port = portOf(service.url);
+    await expectMisdirected(await rawRequest(service.url, { target: `http://rebind.attacker.example:${port}/healthz`, host: `127.0.0.1:${port}` }));
+    expect((await rawRequest(service.url, { target: `http://localhost:${port}/healthz`, host: 'rebind.attacker.example' })).status).toBe(200);
+    // HTTP/1.0 needs no Host header; without one the request names no host the service knows.
+    const answer = await rawExchange(service.url, 'GET /healthz HTTP/1.0\r\n\r\n');
+    expect(answer).toMatch(/^HTTP\/1\.1 421 /);
+    expect(answer).toContain('"status":421');
+    expect(await rawExchange(service.url, 'GET /healthz HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n')).toMatch(/^HTTP\/1\.1 421 /);
+  });
+
+  it('allowedHosts adds names: a bare name on any port, name:port on that port only', async () => {
+    service = await startService({ allowedHosts: ['sessions.internal', 'API.example:8443', '[fd00::1]'] });
+    const port = portOf(service.url);
+    for (const host of ['sessions.internal', 'sessions.internal:9', 'api.example:8443', '[fd00::1]:80', `localhost:${port}`]) {
+      expect((await rawRequest(service.url, { target: '/healthz', host })).status, host).toBe(200);
+    }
+    for (const host of ['api.example', 'api.example:8444', 'evil.sessions.internal', 'sessions.internal.evil']) {
+      await expectMisdirected(await rawRequest(service.url, { target: '/healthz', host }));
+    }
+  });
+
+  it('with API keys the Host is checked only when allowedHosts are given, and then before the key', async () => {
+    const key = randomKey();
+    service = await startService({ apiKeys: [key] });
+    const authorization = `Bearer ${key}`;
+    expect((await rawRequest(service.url, { method: 'POST', target: '/v1/sessions', host: 'any.example', headers: { authorization } })).status).toBe(201);
+    await service.close();
+    service = await startService({ apiKeys: [key], allowedHosts: ['sessions.example'] });
+    await expectMisdirected(await rawRequest(service.url, { method: 'POST', target: '/v1/sessions', host: 'any.example', headers: { authorization } }));
+    await expectMisdirected(await rawRequest(service.url, { method: 'POST', target: '/v1/sessions', host: 'any.example' }));
+    expect((await rawRequest(service.url, { method: 'POST', target: '/v1/sessions', host: 'sessions.example', headers: { authorization } })).status).toBe(201);
+    expect((await rawRequest(service.url, { method: 'POST', target: '/v1/sessions', host: 'sessions.example' })).status).toBe(401);
+  });
+
+  it('does not check a server on a Unix socket, which no browser can reach', async () => {
+    const { createService } = await import('../src/service/index.js');
+    const socket = join(tempDir(), 'service.sock');
+    const onSocket = await createService({ store: memoryStore(), secret: randomBytes(32).toString('base64url'), log: silentLogger });
+    await new Promise<void>((resolve) => onSocket.server.listen(socket, resolve));
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = httpRequest({ socketPath: socket, path: '/healthz', headers: { host: 'rebind.attacker.example' } }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      expect(status).toBe(200);
+    } finally {
+      await onSocket.close();
+    }
+  });
+
+  it('refuses malformed allowedHosts at startup, naming the option and the entry', async () => {
+    for (const entry of ['*.example.com', 'http://x.example', 'x.example:99999', '::1', '']) {
+      await expect(startService({ allowedHosts: ['ok.example', entry] })).rejects.toMatchObject({ code: 'ESESS_CONFIG', message: expect.stringMatching(/^allowedHosts .*\(entry #2\)/) });
+    }
+  });
+
+  it('the CLI takes --allowed-host (repeatable), ELASTIC_SESSION_ALLOWED_HOSTS (comma-separated) and "allowedHosts" in the config file', async () => {
+    const dir = tempDir();
+    expect(parseCommand('serve', ['--allowed-host', 'a.example', '--allowed-host', 'b.example:8080'], {}, dir).config.allowedHosts).toEqual(['a.example', 'b.example:8080']);
+    expect(parseCommand('serve', [], { ELASTIC_SESSION_ALLOWED_HOSTS: 'a.example, [::1]:9' }, dir).config.allowedHosts).toEqual(['a.example', '[::1]:9']);
+    const file = join(dir, 'es.json');
+    writeFileSync(file, JSON.stringify({ allowedHosts: ['c.example'] }));
+    expect(parseCommand('serve', ['--config', file], {}, dir).config.allowedHosts).toEqual(['c.example']);
+    expect(() => parseCommand('serve', [], { ELASTIC_SESSION_ALLOWED_HOSTS: 'a.example,*.b.example' }, dir)).toThrow(/ELASTIC_SESSION_ALLOWED_HOSTS must hold host names .*\(entry #2\)/);
+    const serve = await spawnServe(['--store', 'memory:', '--allowed-host', 'sessions.test']);
+    try {
+      expect((await rawRequest(serve.url, { target: '/healthz', host: 'sessions.test' })).status).toBe(200);
+      expect((await rawRequest(serve.url, { target: '/healthz', host: 'rebind.attacker.example' })).status).toBe(421);
+    } finally {
+      await serve.stop();
+    }
+  }, 60_000);
+});
+
+describe('/metrics and API keys (#13 item 11)', () => {
+  it('needs an API key when keys are configured; publicMetrics opens it; without keys it is open', async () => {
+    const key = randomKey();
+    const guarded = await startService({ apiKeys: [key] });
+    const open = await startService({ apiKeys: [key], publicMetrics: true });
+    const keyless = await startService();
+    try {
+      const denied = await guarded.request('GET', '/metrics');
+      expect(denied.status).toBe(401);
+      expect(denied.headers.get('www-authenticate')).toMatch(/^Bearer/);
+      expect(await denied.text()).not.toContain('elastic_session');
+      expect((await guarded.request('GET', '/metrics', { key: randomKey() })).status).toBe(401);
+      const allowed = await guarded.request('GET', '/metrics', { key });
+      expect(allowed.status).toBe(200);
+      expect(await allowed.text()).toContain('# TYPE');
+      expect((await open.request('GET', '/metrics')).status).toBe(200);
+      expect((await keyless.request('GET', '/metrics')).status).toBe(200);
+      // The rest of what needs no key stays open.
+      for (const path of ['/healthz', '/openapi.json']) expect((await guarded.request('GET', path)).status).toBe(200);
+    } finally {
+      await Promise.all([guarded.close(), open.close(), keyless.close()]);
+    }
+  });
+
+  it('the CLI takes --public-metrics, ELASTIC_SESSION_PUBLIC_METRICS=1 and "publicMetrics" in the config file; refuses other values by name', () => {
+    const dir = tempDir();
+    expect(parseCommand('serve', [], {}, dir).config.publicMetrics).toBe(false);
+    expect(parseCommand('serve', ['--public-metrics'], {}, dir).config.publicMetrics).toBe(true);
+    expect(parseCommand('serve', [], { ELASTIC_SESSION_PUBLIC_METRICS: '1' }, dir).config.publicMetrics).toBe(true);
+    expect(parseCommand('serve', [], { ELASTIC_SESSION_PUBLIC_METRICS: '0' }, dir).config.publicMetrics).toBe(false);
+    const file = join(dir, 'es.json');
+    writeFileSync(file, JSON.stringify({ publicMetrics: true }));
+    expect(parseCommand('serve', ['--config', file], {}, dir).config.publicMetrics).toBe(true);
+    expect(() => parseCommand('serve', [], { ELASTIC_SESSION_PUBLIC_METRICS: 'sometimes' }, dir)).toThrow(/ELASTIC_SESSION_PUBLIC_METRICS must be true or false/);
+  });
+});
+
+describe('regenerate through the service keeps the absolute expiry (#13 item 4)', () => {
+  it('a session created with absoluteTimeout 5 and regenerated every 2 s is dead after 6 s', async () => {
+    let now = Date.UTC(2030, 0, 1);
+    const clock = (): number => now;
+    const service = await startService({ store: memoryStore({ clock }), clock });
+    try {
+      const created = (await (await service.request('POST', '/v1/sessions', { json: { data: { cart: ['a'] }, absoluteTimeout: 5 } })).json()) as { id: string; absoluteExpiresAt: string };
+      expect(created.absoluteExpiresAt).toBe(new Date(now + 5000).toISOString());
+      let id = created.id;
+      for (let i = 0; i < 2; i++) {
+        now += 2000;
+        const response = await service.request('POST', `/v1/sessions/${id}/regenerate`);
+        expect(response.status).toBe(201);
+        const next = (await response.json()) as { id: string; absoluteExpiresAt: string };
+        expect(next.absoluteExpiresAt).toBe(created.absoluteExpiresAt);
+        id = next.id;
+      }
+      now += 2000;
+      expect((await service.request('GET', `/v1/sessions/${id}`)).status).toBe(404);
+      expect((await service.request('POST', `/v1/sessions/${id}/regenerate`)).status).toBe(404);
+    } finally {
+      await service.close();
+    }
+  });
 });

@@ -6,8 +6,11 @@ import { createTestTables } from './helpers/mysql.js';
 import type { TestTables } from './helpers/mysql.js';
 import { startMemcached } from './helpers/memcached.js';
 import type { TestMemcached } from './helpers/memcached.js';
+import { SHARED_REDIS_URL } from './helpers/redis-fixtures.js';
 import { randomSecret, runCli, startService } from './helpers/service.js';
 import type { SessionResource } from '../src/service/index.js';
+import { sharedNamespaceWarning } from '../src/service/setup.js';
+import { parseStoreUrl } from '../src/service/stores.js';
 
 let postgres: TestSchema;
 let mysql: TestTables;
@@ -18,9 +21,11 @@ beforeAll(async () => {
 });
 
 const redisPrefix = `es-service-test-${process.pid}-${Date.now()}:`;
+const redisStoreUrl = new URL(SHARED_REDIS_URL);
+redisStoreUrl.searchParams.set('prefix', redisPrefix);
 
 afterAll(async () => {
-  const redis = new Redis({ host: '127.0.0.1', port: 6379, lazyConnect: true });
+  const redis = new Redis(SHARED_REDIS_URL, { lazyConnect: true });
   await redis.connect();
   const keys = await redis.keys(`${redisPrefix}*`);
   if (keys.length > 0) await redis.del(...keys);
@@ -30,7 +35,7 @@ afterAll(async () => {
 
 describe('the service on network stores named by URL', () => {
   const urls = () => ({
-    redis: `redis://127.0.0.1:6379?prefix=${redisPrefix}`,
+    redis: redisStoreUrl.toString(),
     postgres: postgres.url,
     mysql: mysql.url,
     memcached: memcached.url,
@@ -78,6 +83,14 @@ describe('elastic-session CLI on network stores', () => {
     expect(second.stdout).toBe(`schema version ${version} -> ${version}\n`);
   });
 
+  it('sweep on a store with native expiry (Redis, Memcached) says nothing needs sweeping, prints no count and exits 0 (#18 item 6)', async () => {
+    for (const [name, url] of [['redis', redisStoreUrl.toString()], ['memcached', memcached.url]] as const) {
+      const result = await runCli(['sweep', '--store', url]);
+      expect(result, name).toMatchObject({ code: 0, stderr: '', stdout: `the ${name} store expires sessions by itself (native TTL): nothing to sweep\n` });
+      expect(result.stdout).not.toMatch(/^\d/m);
+    }
+  });
+
   it('serve on a shared store without a secret exits 2 naming --secret', async () => {
     const result = await runCli(['serve', '--port', '0', '--store', postgres.url]);
     expect(result.code).toBe(2);
@@ -88,5 +101,19 @@ describe('elastic-session CLI on network stores', () => {
     const result = await runCli(['inspect', '--store', 'postgres://user:hunter2-password@127.0.0.1:1/none', `--secret=${randomSecret()}`, 'A'.repeat(43)]);
     expect(result.code).not.toBe(0);
     expect(result.stdout + result.stderr).not.toContain('hunter2-password');
+  });
+});
+
+describe('two applications on one store (security round 2, item 6)', () => {
+  it('warns at startup when a shared store runs on its default namespace, and not when the URL names one', () => {
+    const warnings = (url: string) => sharedNamespaceWarning(parseStoreUrl(url, 'store', process.cwd()));
+    expect(warnings('redis://127.0.0.1:6379')).toMatch(/default namespace \(no \?prefix=\).*revoking a user in one logs them out of the others/);
+    expect(warnings('postgres://u@h/db')).toMatch(/\?schema=/);
+    expect(warnings('mysql://u@h/db')).toMatch(/\?table=/);
+    expect(warnings('nats://127.0.0.1:4222')).toMatch(/\?bucket=/);
+    expect(warnings('redis://127.0.0.1:6379?prefix=shop:')).toBeNull();
+    expect(warnings('postgres://u@h/db?schema=shop')).toBeNull();
+    expect(warnings('sqlite:./x.db')).toBeNull();
+    expect(warnings('memory:')).toBeNull();
   });
 });

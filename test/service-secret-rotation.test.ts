@@ -1,3 +1,4 @@
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { decodeProtectedHeader } from 'jose';
@@ -5,6 +6,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { parseCommand } from '../src/cli/config.js';
 import { SECRET_FILE, storeHashKey } from '../src/service/index.js';
 import type { SessionResource } from '../src/service/index.js';
+import { EXAMPLE_SECRETS, isPassphraseLike, isWeakKey, isWeakSecret } from '../src/core/secrets.js';
 import { tokenKeyFromSecret } from '../src/tokens/keys.js';
 import { builtCli, randomSecret, runCli, servicesClosedAfterEach, tempDir } from './helpers/service.js';
 import type { RunningService } from './helpers/service.js';
@@ -140,4 +142,75 @@ describe('secret and hash key configuration', () => {
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/--hash-key is an example or low-entropy key, refused in production/);
   });
+});
+
+describe('weak secrets: passphrases and digests of guessable inputs (#13 item 8)', () => {
+  const digest = (algorithm: string, input: string) => createHash(algorithm).update(input).digest();
+  const passphrases = [
+    'correct horse battery staple and some more words',
+    'my super secret session key for production',
+    'correcthorsebatterystapleandsomemorewords',
+    'my-super-secret-session-key-for-production',
+    'my_super_secret_session_key_for_production',
+    'My-Session-Secret-For-Production-2024',
+    'mySuperSecretSessionKeyForProduction2024!',
+    'Tr0ub4dor&3-is-my-favourite-password-ever',
+    `${digest('sha256', 'hello').toString('hex')}  -`,
+  ];
+  const digests = [
+    digest('sha256', 'password').toString('hex'),
+    digest('sha256', 'password').toString('hex').toUpperCase(),
+    digest('sha256', 'changeme\n').toString('hex'),
+    digest('sha512', 'secret').toString('hex'),
+    digest('sha1', 'keyboard cat').toString('hex'),
+    digest('md5', 'admin').toString('hex'),
+    digest('sha256', 'password').toString('base64'),
+    digest('sha256', 'session-secret').toString('base64url'),
+    digest('sha256', EXAMPLE_SECRETS[0] as string).toString('hex'),
+    digest('sha256', ''),
+  ];
+
+  it('isWeakSecret flags passphrase-like text and the digests (hex, base64, raw) of guessable inputs', () => {
+    for (const secret of passphrases) expect(isWeakSecret(secret), secret).toBe(true);
+    for (const secret of passphrases.slice(0, -1)) expect(isPassphraseLike(secret), secret).toBe(true);
+    for (const secret of digests) expect(isWeakSecret(secret), String(secret)).toBe(true);
+    expect(isWeakKey(digest('sha256', 'password'))).toBe(true);
+  });
+
+  it('still accepts what generators print: base64, base64url, hex (a digest of nothing guessable looks the same) and raw bytes', () => {
+    for (let i = 0; i < 500; i++) {
+      for (const secret of [randomBytes(32), randomBytes(32).toString('base64'), randomBytes(32).toString('base64url'), randomBytes(32).toString('hex'), randomBytes(24).toString('base64url')]) {
+        expect(isWeakSecret(secret), String(secret)).toBe(false);
+      }
+      expect(isWeakKey(randomBytes(32))).toBe(false);
+    }
+    expect(isWeakSecret(digest('sha256', randomUUID()).toString('hex'))).toBe(false);
+  });
+
+  it('serve refuses a passphrase or a hex digest as the secret, and a digest as the hash key, in production only, never quoting them', async () => {
+    const dir = tempDir();
+    const hex = digest('sha256', 'password').toString('hex');
+    const file = join(dir, 'secret');
+    writeFileSync(file, `${hex}\n`, { mode: 0o600 });
+    const production = { NODE_ENV: 'production' };
+    for (const [args, env] of [
+      [['--secret', passphrases[0] as string], production],
+      [['--secret-file', file], production],
+      [[], { ...production, ELASTIC_SESSION_SECRET: passphrases[3] as string }],
+    ] as const) {
+      const result = await runCli(['serve', '--port', '0', '--store', 'memory:', ...args], { env, killAfterMs: 15_000 });
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).toMatch(/secret #1 is an example or low-entropy secret, refused in production/);
+      expect(result.stderr).not.toContain(hex);
+      expect(result.stderr).not.toContain('horse');
+    }
+    const hashKey = await runCli(['serve', '--port', '0', '--store', 'memory:', '--hash-key', digest('sha256', 'password').toString('base64url')], {
+      env: { ...production, ELASTIC_SESSION_SECRET: randomSecret() },
+      killAfterMs: 15_000,
+    });
+    expect(hashKey.code).toBe(2);
+    expect(hashKey.stderr).toMatch(/--hash-key is an example or low-entropy key, refused in production/);
+    // Outside production the same secret is taken (tests and development use such secrets).
+    expect(parseCommand('serve', ['--secret-file', file], {}, dir).config.secret).toEqual([hex]);
+  }, 60_000);
 });

@@ -1,4 +1,6 @@
+import { once } from 'node:events';
 import { request as httpRequest } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { describe, expect, it } from 'vitest';
 import { MAX_TIMEOUT_SECONDS } from '../src/core/manager.js';
 import type { SessionStore } from '../src/core/types.js';
@@ -38,7 +40,7 @@ describe('session routes', () => {
     expect(response.headers.get('etag')).toBe('"1"');
     expect(response.headers.get('cache-control')).toBe('no-store');
     const session = (await response.json()) as SessionResource;
-    expect(Object.keys(session).sort()).toEqual(['absoluteExpiresAt', 'createdAt', 'data', 'expiresAt', 'id', 'lastSeenAt', 'userId']);
+    expect(Object.keys(session).sort()).toEqual(['absoluteExpiresAt', 'authentication', 'createdAt', 'data', 'expiresAt', 'id', 'lastSeenAt', 'userId']);
     expect(session.id).toMatch(ID);
     expect(session.userId).toBe('u1');
     expect(session.data).toEqual({ cart: ['a'], n: 1 });
@@ -182,13 +184,61 @@ describe('session routes', () => {
     expect(store.calls).toEqual([]);
   });
 
-  it('unknown routes, and known paths with another method, answer 404 ESESS_NOT_FOUND (the latter with Allow)', async () => {
+  it('unknown routes answer 404 ESESS_NOT_FOUND', async () => {
     const service = await start();
     await expectProblem(await service.request('GET', '/v2/nothing'), 404, 'ESESS_NOT_FOUND');
     await expectProblem(await service.request('GET', '/v1/sessions/'), 404, 'ESESS_NOT_FOUND');
-    const response = await service.request('PUT', '/v1/sessions');
-    await expectProblem(response, 404, 'ESESS_NOT_FOUND');
-    expect(response.headers.get('allow')).toBe('POST');
+  });
+
+  it('a known path with another method answers 405 ESESS_METHOD_NOT_ALLOWED with Allow, naming the methods', async () => {
+    const service = await start();
+    const created = await create(service);
+    const put = await service.request('PUT', '/v1/sessions');
+    const problem = await expectProblem(put, 405, 'ESESS_METHOD_NOT_ALLOWED');
+    expect(put.headers.get('allow')).toBe('POST');
+    expect(problem.detail).toContain('POST');
+    const post = await service.request('POST', `/v1/sessions/${created.id}`);
+    await expectProblem(post, 405, 'ESESS_METHOD_NOT_ALLOWED');
+    expect(post.headers.get('allow')).toBe('GET, HEAD, PATCH, DELETE');
+    const health = await service.request('DELETE', '/healthz');
+    await expectProblem(health, 405, 'ESESS_METHOD_NOT_ALLOWED');
+    expect(health.headers.get('allow')).toBe('GET, HEAD');
+    // The session is untouched by the refused method.
+    expect((await service.request('GET', `/v1/sessions/${created.id}`)).status).toBe(200);
+  });
+
+  it('HEAD is answered wherever GET is: the same status and headers, no body', async () => {
+    const service = await start();
+    const created = await create(service);
+    const get = await service.request('GET', `/v1/sessions/${created.id}`);
+    const head = await service.request('HEAD', `/v1/sessions/${created.id}`);
+    expect(head.status).toBe(200);
+    expect(head.headers.get('etag')).toBe(get.headers.get('etag'));
+    expect(head.headers.get('content-length')).toBe(get.headers.get('content-length'));
+    expect(await head.text()).toBe('');
+    expect((await service.request('HEAD', '/healthz')).status).toBe(200);
+    expect((await service.request('HEAD', `/v1/sessions/${'A'.repeat(43)}`)).status).toBe(404);
+  });
+
+  it('GET / points to the dashboard, the OpenAPI document and health: JSON, or HTML for a browser, without a key', async () => {
+    const service = await start({ apiKeys: [randomKey()] });
+    const json = await service.request('GET', '/');
+    expect(json.status).toBe(200);
+    expect(json.headers.get('content-type')).toBe('application/json');
+    expect(json.headers.get('vary')).toBe('accept');
+    expect(await json.json()).toEqual({
+      service: 'elastic-session',
+      version: expect.any(String),
+      links: { admin: '/admin', openapi: '/openapi.json', health: '/healthz', metrics: '/metrics' },
+    });
+    const html = await service.request('GET', '/', { headers: { accept: 'text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8' } });
+    expect(html.status).toBe(200);
+    expect(html.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(html.headers.get('content-security-policy')).toMatch(/default-src 'self'/);
+    const page = await html.text();
+    for (const link of ['admin', 'openapi.json', 'healthz', 'metrics']) expect(page).toContain(`href="${link}"`);
+    expect(page).not.toMatch(/<script/);
+    expect((await service.request('GET', '/', { headers: { accept: 'application/json, text/html' } })).headers.get('content-type')).toBe('application/json');
   });
 
   it('GET /healthz answers 200 { status: "ok" }', async () => {
@@ -239,9 +289,12 @@ describe('API keys', () => {
     expect((await service.request('GET', `/v1/sessions/${created.id}`, { headers: { authorization: `bearer ${keys[0]}` } })).status).toBe(200);
   });
 
-  it('/healthz, /metrics and /openapi.json need no key', async () => {
+  it('/, /healthz and /openapi.json need no key; /metrics needs one unless made public', async () => {
     const service = await start({ apiKeys: [randomKey()] });
-    for (const path of ['/healthz', '/metrics', '/openapi.json']) expect((await service.request('GET', path)).status).toBe(200);
+    for (const path of ['/', '/healthz', '/openapi.json']) expect((await service.request('GET', path)).status, path).toBe(200);
+    expect((await service.request('GET', '/metrics')).status).toBe(401);
+    const open = await start({ apiKeys: [randomKey()], publicMetrics: true });
+    expect((await open.request('GET', '/metrics')).status).toBe(200);
   });
 
   it('createService refuses a non-loopback host without API keys, naming the options', async () => {
@@ -294,6 +347,49 @@ describe('concurrency', () => {
     expect(((await read.json()) as SessionResource).data).toEqual({ a: 2 });
     expect((await service.request('PATCH', `/v1/sessions/${created.id}`, { json: { set: { a: 4 } }, headers: { 'if-match': '*' } })).status).toBe(200);
     await expectProblem(await service.request('PATCH', `/v1/sessions/${created.id}`, { json: { set: { a: 5 } }, headers: { 'if-match': 'W/"2"' } }), 400, 'ESESS_INVALID_INPUT');
+  });
+
+  it('a stale If-Match says the session changed since that version; its title speaks of no retries', async () => {
+    const service = await start();
+    const created = await create(service, { data: { a: 1 } });
+    expect((await service.request('PATCH', `/v1/sessions/${created.id}`, { json: { set: { a: 2 } } })).status).toBe(200);
+    const problem = await expectProblem(await service.request('PATCH', `/v1/sessions/${created.id}`, { json: { set: { a: 3 } }, headers: { 'if-match': '"1"' } }), 409, 'ESESS_CONFLICT');
+    expect(problem.title).not.toMatch(/retr/i);
+    expect(problem.detail).toBe('The session changed since the version in If-Match: GET it again for the current ETag');
+  });
+
+  it('a write landing between the If-Match check and the save answers the same 409, and only it is kept', async () => {
+    const inner = memoryStore();
+    let held: (() => void) | null = null;
+    let holding: () => void = () => {};
+    const applyHeld = new Promise<void>((resolve) => (holding = resolve));
+    // The first delta waits until the test lets it go: the second PATCH lands in between.
+    const store: SessionStore = new Proxy(inner, {
+      get(target, property, receiver) {
+        if (property === 'apply') {
+          return async (...args: Parameters<SessionStore['apply']>) => {
+            if (held === null) {
+              await new Promise<void>((resolve) => {
+                held = resolve;
+                holding();
+              });
+            }
+            return target.apply(...args);
+          };
+        }
+        const value: unknown = Reflect.get(target, property, receiver);
+        return typeof value === 'function' ? (value as () => unknown).bind(target) : value;
+      },
+    });
+    const service = await start({ store });
+    const created = await create(service, { data: { a: 1 } });
+    const first = service.request('PATCH', `/v1/sessions/${created.id}`, { json: { set: { a: 2 } }, headers: { 'if-match': '"1"' } });
+    await applyHeld;
+    expect((await service.request('PATCH', `/v1/sessions/${created.id}`, { json: { set: { a: 3 } } })).status).toBe(200);
+    held!();
+    const problem = await expectProblem(await first, 409, 'ESESS_CONFLICT');
+    expect(problem.detail).toBe('The session changed since the version in If-Match: GET it again for the current ETag');
+    expect(((await (await service.request('GET', `/v1/sessions/${created.id}`)).json()) as SessionResource).data).toEqual({ a: 3 });
   });
 
   it('of parallel PATCHes with the same If-Match exactly one wins', async () => {
@@ -357,6 +453,26 @@ describe('bad input never yields a 500 or a crash', () => {
     await expectProblem(await service.request('POST', '/v1/sessions', { json: { data: { deep } } }), 413, 'ESESS_TOO_DEEP');
   });
 
+  it('413 and ESESS_UNSAFE_KEY answers say which limit or which key in their detail', async () => {
+    const service = await start({ bodyLimit: 100 * 1024 });
+    const created = await create(service);
+    const detailOf = async (response: Response, status: number, code: string): Promise<string> => String((await expectProblem(response, status, code)).detail);
+
+    expect(await detailOf(await service.request('POST', '/v1/sessions', { body: JSON.stringify({ data: { blob: 'x'.repeat(200 * 1024) } }), headers: { 'content-type': 'application/json' } }), 413, 'ESESS_TOO_LARGE')).toBe(
+      'Request body exceeds the limit of 102400 bytes',
+    );
+    expect(await detailOf(await service.request('PATCH', `/v1/sessions/${created.id}`, { json: { set: { blob: 'x'.repeat(70 * 1024) } } }), 413, 'ESESS_TOO_LARGE')).toMatch(/limits\.maxBytes \(65536\)/);
+    const fields = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`f${i}`, i]));
+    expect(await detailOf(await service.request('PATCH', `/v1/sessions/${created.id}`, { json: { set: fields } }), 413, 'ESESS_TOO_LARGE')).toMatch(/limits\.maxFields \(256\)/);
+    let deep: unknown = 1;
+    for (let i = 0; i < 40; i++) deep = { d: deep };
+    expect(await detailOf(await service.request('PATCH', `/v1/sessions/${created.id}`, { json: { set: { deep } } }), 413, 'ESESS_TOO_DEEP')).toBe('JSON nested deeper than 18 levels');
+
+    const inBody = await service.request('POST', '/v1/sessions', { body: '{"data":{"a":{"__proto__":{"x":1}}}}', headers: { 'content-type': 'application/json' } });
+    expect(await detailOf(inBody, 400, 'ESESS_UNSAFE_KEY')).toContain('"__proto__"');
+    expect(await detailOf(await service.request('PATCH', `/v1/sessions/${created.id}`, { json: { unset: ['constructor'] } }), 400, 'ESESS_UNSAFE_KEY')).toContain('"constructor"');
+  });
+
   it('answers 400 to __proto__, constructor and prototype keys, plain or \\u-escaped', async () => {
     const service = await start();
     const created = await create(service);
@@ -412,6 +528,101 @@ describe('bad input never yields a 500 or a crash', () => {
   });
 });
 
+describe('wide bodies (security round 2, item 2)', () => {
+  it('a 32,000-field PATCH is refused as 413 naming limits.maxFields before any field is touched, and the session is unchanged', async () => {
+    const counted = countingStore(memoryStore());
+    const { request } = await start({ store: counted });
+    const loads = () => counted.calls.filter((call) => call === 'load').length;
+    const created = (await (await request('POST', '/v1/sessions', { json: { data: { kept: 1 } } })).json()) as SessionResource;
+    const set: Record<string, number> = {};
+    for (let i = 0; i < 32_000; i++) set[i.toString(36)] = 1;
+    const loadsBefore = loads();
+    const response = await request('PATCH', `/v1/sessions/${created.id}`, { json: { set } });
+    expect(response.status).toBe(413);
+    expect(await response.json()).toMatchObject({ code: 'ESESS_TOO_LARGE', detail: expect.stringMatching(/32000 fields, over limits\.maxFields \(256\)/) as unknown });
+    expect(loads(), 'refused before the session is even loaded').toBe(loadsBefore);
+    expect(((await (await request('GET', `/v1/sessions/${created.id}`)).json()) as SessionResource).data).toEqual({ kept: 1 });
+  });
+
+  it('/healthz is answered while a wide PATCH body is still arriving, and the PATCH is answered after it', async () => {
+    const { url, request } = await start();
+    const created = (await (await request('POST', '/v1/sessions', { json: {} })).json()) as SessionResource;
+    const set: Record<string, number> = {};
+    for (let i = 0; i < 32_000; i++) set[i.toString(36)] = 1;
+    const body = Buffer.from(JSON.stringify({ set }));
+    const order: string[] = [];
+    const patch = new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${url}/v1/sessions/${created.id}`, { method: 'PATCH', headers: { 'content-type': 'application/json', 'content-length': body.length } }, (res) => {
+        res.resume();
+        res.once('end', () => {
+          order.push('patch');
+          resolve(res.statusCode ?? 0);
+        });
+      });
+      req.once('error', reject);
+      req.write(body.subarray(0, body.length / 2), () => {
+        // Half the body is on the wire: the health check must not wait for the rest.
+        void request('GET', '/healthz').then(async (health) => {
+          await health.text();
+          order.push(`healthz ${health.status}`);
+          req.end(body.subarray(body.length / 2));
+        }, reject);
+      });
+    });
+    expect(await patch).toBe(413);
+    expect(order).toEqual(['healthz 200', 'patch']);
+  });
+});
+
+describe('authentication state and session limits (security round 2, item 12)', () => {
+  it('PATCH authenticate records the authentication; GET ?maxAuthAge refuses a stale or weaker one with 401 ESESS_REAUTH_REQUIRED', async () => {
+    // The memory store reads the real clock: start from it, move only forward within the session's life.
+    let now = Date.now();
+    const { request } = await start({ clock: () => now });
+    const created = (await (await request('POST', '/v1/sessions', { json: { userId: 'alice' } })).json()) as SessionResource;
+    expect(created.authentication).toBeNull();
+    expect((await request('GET', `/v1/sessions/${created.id}?maxAuthAge=300`)).status, 'an anonymous session never passes').toBe(401);
+    const marked = await request('PATCH', `/v1/sessions/${created.id}`, { json: { authenticate: { method: 'password', level: 'aal1' } } });
+    expect(((await marked.json()) as SessionResource).authentication).toEqual({ at: new Date(now).toISOString(), method: 'password', level: 'aal1' });
+    now += 100_000;
+    expect((await request('GET', `/v1/sessions/${created.id}?maxAuthAge=300`)).status).toBe(200);
+    const weak = await request('GET', `/v1/sessions/${created.id}?maxAuthAge=300&minLevel=aal2`);
+    expect(weak.status).toBe(401);
+    expect(await weak.json()).toMatchObject({ code: 'ESESS_REAUTH_REQUIRED', detail: expect.stringMatching(/300 seconds at level aal2/) as unknown });
+    await request('PATCH', `/v1/sessions/${created.id}`, { json: { authenticate: { method: 'webauthn', level: 'aal2' } } });
+    expect((await request('GET', `/v1/sessions/${created.id}?maxAuthAge=300&minLevel=aal2`)).status, 'stepped up').toBe(200);
+    now += 301_000;
+    expect((await request('GET', `/v1/sessions/${created.id}?maxAuthAge=300`)).status, 'too long ago').toBe(401);
+    expect((await request('GET', `/v1/sessions/${created.id}`)).status, 'without the gate it is just a read').toBe(200);
+    for (const bad of ['?maxAuthAge=0', '?maxAuthAge=abc', '?minLevel=aal2', '?maxAuthAge=60&minLevel=aal9']) {
+      expect((await request('GET', `/v1/sessions/${created.id}${bad}`)).status, bad).toBe(400);
+    }
+    for (const authenticate of [{}, { method: 'pass word' }, { method: 'otp', level: 'aal4' }, { method: 'otp', extra: 1 }]) {
+      expect((await request('PATCH', `/v1/sessions/${created.id}`, { json: { authenticate } })).status, JSON.stringify(authenticate)).toBe(400);
+    }
+  });
+
+  it('maxSessionsPerUser ends the oldest session of a user beyond the limit, or refuses the login with 409', async () => {
+    let now = Date.now();
+    const evicting = await start({ clock: () => now, maxSessionsPerUser: 2 });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      now += 1_000;
+      ids.push(((await (await evicting.request('POST', '/v1/sessions', { json: { userId: 'bob' } })).json()) as SessionResource).id);
+    }
+    expect((await evicting.request('GET', `/v1/sessions/${ids[0]}`)).status, 'the oldest was ended').toBe(404);
+    for (const id of ids.slice(1)) expect((await evicting.request('GET', `/v1/sessions/${id}`)).status).toBe(200);
+
+    const refusing = await start({ clock: () => now, maxSessionsPerUser: 1, onTooManySessions: 'refuse' });
+    expect((await refusing.request('POST', '/v1/sessions', { json: { userId: 'carol' } })).status).toBe(201);
+    const refused = await refusing.request('POST', '/v1/sessions', { json: { userId: 'carol' } });
+    expect(refused.status).toBe(409);
+    expect(await refused.json()).toMatchObject({ code: 'ESESS_TOO_MANY_SESSIONS' });
+    const listed = (await (await refusing.request('GET', '/v1/users/carol/sessions')).json()) as { sessions: unknown[] };
+    expect(listed.sessions).toHaveLength(1);
+  });
+});
+
 describe('failures', () => {
   it('answers 501 ESESS_UNSUPPORTED to user routes when the store has no user index', async () => {
     const inner = memoryStore();
@@ -429,16 +640,17 @@ describe('failures', () => {
 
   it('keeps serving after a client aborts in the middle of a body', async () => {
     const service = await start();
-    await new Promise<void>((resolve) => {
-      const req = httpRequest(`${service.url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': '1000' } });
-      req.on('error', () => resolve());
-      req.write('{"data":{"a":');
-      setTimeout(() => {
-        req.destroy();
-        resolve();
-      }, 30);
+    // Beside the service's own listeners (attached first), these only watch: the body's first bytes arrived.
+    const bodyArrived = new Promise<ServerResponse>((resolve) => {
+      service.service.server.once('request', (received: IncomingMessage, response: ServerResponse) => received.once('data', () => resolve(response)));
     });
-    await new Promise((resolve) => setTimeout(resolve, 30));
+    const req = httpRequest(`${service.url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-length': '1000' } });
+    req.on('error', () => {});
+    req.write('{"data":{"a":');
+    const response = await bodyArrived;
+    const ended = once(response, 'close');
+    req.destroy();
+    await ended;
     expect((await service.request('GET', '/healthz')).status).toBe(200);
     expect((await service.request('POST', '/v1/sessions', { json: { data: { a: 1 } } })).status).toBe(201);
   });
@@ -533,9 +745,11 @@ describe('operations', () => {
     const inner = memoryStore();
     let release: () => void = () => {};
     const gate = new Promise<void>((resolve) => (release = resolve));
+    let loading: () => void = () => {};
+    const loadStarted = new Promise<void>((resolve) => (loading = resolve));
     const slow: SessionStore = new Proxy(inner, {
       get(target, property, receiver) {
-        if (property === 'load') return async (key: string) => (await gate, target.load(key));
+        if (property === 'load') return async (key: string) => (loading(), await gate, target.load(key));
         const value: unknown = Reflect.get(target, property, receiver);
         return typeof value === 'function' ? (value as () => unknown).bind(target) : value;
       },
@@ -543,12 +757,11 @@ describe('operations', () => {
     const service = await startService({ store: slow });
     const created = await create(service);
     const inFlight = service.request('GET', `/v1/sessions/${created.id}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await loadStarted;
     let closed = false;
     const closing = service.close().then(() => (closed = true));
-    await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(closed).toBe(false);
     await expect(fetch(`${service.url}/healthz`)).rejects.toThrow();
+    expect(closed).toBe(false);
     release();
     const response = await inFlight;
     expect(response.status).toBe(200);
@@ -560,16 +773,23 @@ describe('operations', () => {
   it('sweeps a store without native expiry on an interval, and stops on close', async () => {
     const inner = memoryStore();
     let sweeps = 0;
+    let secondSweep: () => void = () => {};
+    const sweptTwice = new Promise<void>((resolve) => (secondSweep = resolve));
     const store: SessionStore = new Proxy(inner, {
       get(target, property, receiver) {
         if (property === 'capabilities') return { ...target.capabilities, nativeTtl: false };
-        if (property === 'sweep') return async (limit: number) => (sweeps++, target.sweep(limit));
+        if (property === 'sweep') {
+          return async (limit: number) => {
+            if (++sweeps === 2) secondSweep();
+            return target.sweep(limit);
+          };
+        }
         const value: unknown = Reflect.get(target, property, receiver);
         return typeof value === 'function' ? (value as () => unknown).bind(target) : value;
       },
     });
     const service = await startService({ store, sweepIntervalMs: 10 });
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    await sweptTwice;
     expect(sweeps).toBeGreaterThan(1);
     await service.close();
     const after = sweeps;

@@ -1,9 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isSessionError, SessionError } from '../core/errors.js';
 import { safeJsonParse } from '../core/json.js';
-import { checkApiKeys, checkExposure, checkHost, checkPort, checkSecrets, checkTimeout, DEFAULT_SERVICE_CONFIG, optionError } from '../service/config.js';
+import { checkAllowedHosts, checkApiKeys, checkExposure, checkHost, checkPort, checkSecrets, checkSwitch, checkTimeout, DEFAULT_SERVICE_CONFIG, optionError } from '../service/config.js';
 import { parseHashKey, serviceHashKey } from '../service/secret.js';
 import { parseStoreUrl } from '../service/stores.js';
 import { MAX_TIMEOUT_SECONDS } from '../core/manager.js';
@@ -15,46 +15,68 @@ import type { StoreSpec } from '../service/stores.js';
 export type Command = 'serve' | 'inspect' | 'sweep' | 'migrate' | 'reencrypt' | 'hash-key';
 export const COMMANDS: readonly Command[] = ['serve', 'inspect', 'sweep', 'migrate', 'reencrypt', 'hash-key'];
 
-/** Settings in the order the help lists them. `file` is the config-file key, `env` the variable, if any. */
-const SETTINGS = {
-  port: { flag: 'port', env: 'ELASTIC_SESSION_PORT' },
-  host: { flag: 'host', env: undefined },
-  store: { flag: 'store', env: 'ELASTIC_SESSION_STORE' },
-  idleTimeout: { flag: 'idle-timeout', env: undefined },
-  absoluteTimeout: { flag: 'absolute-timeout', env: undefined },
-  secret: { flag: 'secret', env: 'ELASTIC_SESSION_SECRET' },
-  hashKey: { flag: 'hash-key', env: 'ELASTIC_SESSION_HASH_KEY' },
-  apiKeys: { flag: 'api-key', env: 'ELASTIC_SESSION_API_KEYS' },
-  encryptionKeys: { flag: 'encryption-key', env: 'ELASTIC_SESSION_ENCRYPTION_KEYS' },
-  tlsCert: { flag: 'tls-cert', env: 'ELASTIC_SESSION_TLS_CERT' },
-  tlsKey: { flag: 'tls-key', env: 'ELASTIC_SESSION_TLS_KEY' },
-  tlsClientCa: { flag: 'tls-client-ca', env: 'ELASTIC_SESSION_TLS_CLIENT_CA' },
-  tokenIssuer: { flag: 'token-issuer', env: undefined },
-  tokenAudience: { flag: 'token-audience', env: undefined },
-  accessTokenTtl: { flag: 'access-token-ttl', env: undefined },
-  refreshTokenTtl: { flag: 'refresh-token-ttl', env: undefined },
-  tokenKey: { flag: 'token-key', env: 'ELASTIC_SESSION_TOKEN_KEY' },
-} as const;
+/**
+ * A setting: `flag` on the command line, `env` the variable (if any), the setting's own name the
+ * config-file key. `arg` names the value in help (none: a switch); `list`: the flag repeats and
+ * the variable is comma-separated.
+ */
+export interface SettingInfo {
+  flag: string;
+  env: string | undefined;
+  arg?: string;
+  list?: true;
+  /** One line for `elastic-session --help`. */
+  summary: string;
+}
 
-/** Settings that may be given several times (flags repeat; the variable is comma-separated). */
-const LISTS: ReadonlySet<Setting> = new Set(['secret', 'apiKeys', 'encryptionKeys']);
+/** Settings in the order the help lists them. */
+export const SETTINGS = {
+  port: { flag: 'port', env: 'ELASTIC_SESSION_PORT', arg: '<n>', summary: 'TCP port; 0 picks a free one' },
+  host: { flag: 'host', env: undefined, arg: '<addr>', summary: 'address to listen on (default 127.0.0.1; other than loopback needs API keys)' },
+  allowedHosts: { flag: 'allowed-host', env: 'ELASTIC_SESSION_ALLOWED_HOSTS', arg: '<name[:port]>', list: true, summary: 'a Host the service answers to besides its listen address' },
+  store: { flag: 'store', env: 'ELASTIC_SESSION_STORE', arg: '<url>', summary: 'store URL (sqlite:PATH, memory:, redis://, postgres://, ...)' },
+  idleTimeout: { flag: 'idle-timeout', env: undefined, arg: '<s>', summary: 'seconds without activity before a session dies' },
+  absoluteTimeout: { flag: 'absolute-timeout', env: undefined, arg: '<s>', summary: 'seconds after creation before a session dies' },
+  secret: { flag: 'secret', env: 'ELASTIC_SESSION_SECRET', arg: '<text>', list: true, summary: "the service's secret(s), newest first" },
+  secretFile: { flag: 'secret-file', env: 'ELASTIC_SESSION_SECRET_FILE', arg: '<file>', summary: 'read the secret(s) from a file, one per line' },
+  hashKey: { flag: 'hash-key', env: 'ELASTIC_SESSION_HASH_KEY', arg: '<KEY>', summary: 'the store-key hash key (32 bytes, base64url)' },
+  hashKeyFile: { flag: 'hash-key-file', env: 'ELASTIC_SESSION_HASH_KEY_FILE', arg: '<file>', summary: 'read the store-key hash key from a file' },
+  apiKeys: { flag: 'api-key', env: 'ELASTIC_SESSION_API_KEYS', arg: '<key>', list: true, summary: 'Bearer key for /v1, /admin/api and /metrics' },
+  apiKeyFile: { flag: 'api-key-file', env: 'ELASTIC_SESSION_API_KEYS_FILE', arg: '<file>', summary: 'read the API keys from a file, one per line' },
+  publicMetrics: { flag: 'public-metrics', env: 'ELASTIC_SESSION_PUBLIC_METRICS', summary: 'serve /metrics without an API key' },
+  encryptionKeys: { flag: 'encryption-key', env: 'ELASTIC_SESSION_ENCRYPTION_KEYS', arg: '<kid:KEY>', list: true, summary: 'encrypt session contents at rest (AES-256-GCM), newest first' },
+  tlsCert: { flag: 'tls-cert', env: 'ELASTIC_SESSION_TLS_CERT', arg: '<file.pem>', summary: 'serve HTTPS with this certificate chain' },
+  tlsKey: { flag: 'tls-key', env: 'ELASTIC_SESSION_TLS_KEY', arg: '<file.pem>', summary: '... and this private key' },
+  tlsClientCa: { flag: 'tls-client-ca', env: 'ELASTIC_SESSION_TLS_CLIENT_CA', arg: '<file.pem>', summary: 'require client certificates signed by this CA (mTLS)' },
+  tokenIssuer: { flag: 'token-issuer', env: undefined, arg: '<text>', summary: 'iss of access tokens' },
+  tokenAudience: { flag: 'token-audience', env: undefined, arg: '<text>', summary: 'aud of access tokens' },
+  accessTokenTtl: { flag: 'access-token-ttl', env: undefined, arg: '<s>', summary: 'access token lifetime, at most 3600' },
+  refreshTokenTtl: { flag: 'refresh-token-ttl', env: undefined, arg: '<s>', summary: 'refresh token lifetime' },
+  tokenKey: { flag: 'token-key', env: 'ELASTIC_SESSION_TOKEN_KEY', arg: '<file.pem>', summary: 'sign tokens with this PEM private key (Ed25519 or P-256)' },
+  maxSessionsPerUser: { flag: 'max-sessions-per-user', env: 'ELASTIC_SESSION_MAX_SESSIONS_PER_USER', arg: '<n>', summary: 'most live sessions one user may have (needs a store with a user index)' },
+  onTooManySessions: { flag: 'on-too-many-sessions', env: 'ELASTIC_SESSION_ON_TOO_MANY_SESSIONS', arg: 'evict-oldest|refuse', summary: 'beyond that: end the oldest (default) or refuse the login' },
+} as const satisfies Record<string, SettingInfo>;
 
-type Setting = keyof typeof SETTINGS;
+export type Setting = keyof typeof SETTINGS;
 
 const SECRET_OPTION = '--secret (or ELASTIC_SESSION_SECRET)';
 const HASH_KEY_OPTION = '--hash-key (or ELASTIC_SESSION_HASH_KEY)';
 
-const COMMAND_SETTINGS: Record<Command, readonly Setting[]> = {
+/** The settings each command takes: its flags, and the config-file keys its help lists. */
+export const COMMAND_SETTINGS: Record<Command, readonly Setting[]> = {
   serve: [
-    'port', 'host', 'store', 'idleTimeout', 'absoluteTimeout', 'secret', 'hashKey', 'apiKeys', 'encryptionKeys', 'tlsCert', 'tlsKey', 'tlsClientCa',
-    'tokenIssuer', 'tokenAudience', 'accessTokenTtl', 'refreshTokenTtl', 'tokenKey',
+    'port', 'host', 'allowedHosts', 'store', 'idleTimeout', 'absoluteTimeout', 'secret', 'secretFile', 'hashKey', 'hashKeyFile', 'apiKeys', 'apiKeyFile',
+    'publicMetrics', 'encryptionKeys', 'tlsCert', 'tlsKey', 'tlsClientCa', 'tokenIssuer', 'tokenAudience', 'accessTokenTtl', 'refreshTokenTtl', 'tokenKey',
+    'maxSessionsPerUser', 'onTooManySessions',
   ],
-  inspect: ['store', 'secret', 'hashKey', 'encryptionKeys'],
+  inspect: ['store', 'secret', 'secretFile', 'hashKey', 'hashKeyFile', 'encryptionKeys'],
   sweep: ['store'],
   migrate: ['store'],
   reencrypt: ['store', 'encryptionKeys'],
-  'hash-key': ['store', 'secret', 'hashKey'],
+  'hash-key': ['store', 'secret', 'secretFile', 'hashKey', 'hashKeyFile'],
 };
+
+const info = (setting: Setting): SettingInfo => SETTINGS[setting];
 
 /** The options `parseArgs` accepts for a command. */
 export function argOptions(command: Command): Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> {
@@ -63,9 +85,52 @@ export function argOptions(command: Command): Record<string, { type: 'string' | 
     config: { type: 'string' },
   };
   for (const setting of COMMAND_SETTINGS[command]) {
-    options[SETTINGS[setting].flag] = LISTS.has(setting) ? { type: 'string', multiple: true } : { type: 'string' };
+    const { flag, arg, list } = info(setting);
+    options[flag] = arg === undefined ? { type: 'boolean' } : list ? { type: 'string', multiple: true } : { type: 'string' };
   }
   return options;
+}
+
+/**
+ * The candidate closest to a mistyped word (edit distance with transpositions, or a prefix of
+ * three letters or more), or undefined when none is close: "did you mean" for commands and flags.
+ */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const candidate of candidates) {
+    const distance = word.length >= 3 && candidate.startsWith(word) ? 0.5 : editDistance(word, candidate);
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return bestDistance <= Math.min(2, Math.max(1, Math.floor(word.length / 3))) ? best : undefined;
+}
+
+/** Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours. */
+function editDistance(a: string, b: string): number {
+  const rows: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  const at = (i: number, j: number): number => (rows[i] as number[])[j] as number;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let value = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) value = Math.min(value, at(i - 2, j - 2) + 1);
+      (rows[i] as number[])[j] = value;
+    }
+  }
+  return at(a.length, b.length);
+}
+
+/** What to say about an unknown flag: the closest flag of this command, or the commands that take it. */
+function unknownOption(command: Command, option: string): string | undefined {
+  const name = option.replace(/^--?/, '');
+  const own = Object.keys(argOptions(command));
+  const suggestion = closest(name, own);
+  if (suggestion !== undefined) return `did you mean --${suggestion}?`;
+  const others = COMMANDS.filter((other) => other !== command && Object.hasOwn(argOptions(other), name));
+  return others.length > 0 ? `${option} is an option of ${others.join(', ')}, not of ${command}` : undefined;
 }
 
 export interface CliConfig {
@@ -82,12 +147,19 @@ export interface CliConfig {
   hashKey: Buffer | undefined;
   hashKeyOption: string;
   apiKeys: string[];
+  /** `--allowed-host` entries as given (checked). */
+  allowedHosts: string[];
+  publicMetrics: boolean;
+  /** Lines to log once a logger exists (a secret file readable by other users). */
+  warnings: string[];
   /** `kid:KEY` encryption keys, newest first, validated; undefined: no encryption at rest. */
   encryptionKeys: string[] | undefined;
   /** PEM contents read from the --tls-* files; undefined: plain HTTP. */
   tls: { cert: Buffer; key: Buffer; clientCa?: Buffer } | undefined;
   /** Token mode settings given; the rest keep the service's defaults. */
   tokens: { issuer?: string; audience?: string; accessTtl?: number; refreshTtl?: number; key?: Buffer };
+  /** The per-user session limit, when given, and what to do beyond it. */
+  sessionLimit: { maxSessionsPerUser?: number; onTooManySessions?: 'evict-oldest' | 'refuse' };
 }
 
 export interface ParsedCommand {
@@ -117,24 +189,45 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
     ({ values, positionals } = parseArgs({ args: [...argv], options: argOptions(command), strict: true, allowPositionals: command === 'inspect' }));
   } catch (error) {
     // Node's message spans lines (the hint for a value that starts with a dash is on the last).
-    const message = error instanceof Error ? error.message.split('\n').join(' ') : '';
+    let message = error instanceof Error ? error.message.split('\n').join(' ') : '';
+    const unknown = /^Unknown option '([^']+)'/.exec(message);
+    const hint = unknown ? unknownOption(command, unknown[1] as string) : undefined;
+    if (unknown && hint !== undefined) message = `${unknown[0]}: ${hint}`;
     throw new SessionError('ESESS_CONFIG', { message: message || 'invalid arguments' });
   }
   const help = values.help === true;
   if (help) return { command, help, positionals, config: defaults() };
   const file = typeof values.config === 'string' ? readConfigFile(resolve(cwd, values.config)) : null;
 
-  const pick = (setting: Setting): Raw | undefined => {
-    const { flag, env: variable } = SETTINGS[setting];
-    const fromFlag = values[flag];
-    if (fromFlag !== undefined) return { value: fromFlag, name: `--${flag}` };
-    if (variable !== undefined) {
-      const fromEnv = env[variable];
-      if (fromEnv !== undefined && fromEnv !== '') {
-        return { value: LISTS.has(setting) ? splitList(setting, fromEnv) : fromEnv, name: variable };
-      }
+  // A command reads only its own settings: a variable or config-file key meant for another
+  // command (a config file shared by serve and sweep) is left alone.
+  const applies = (setting: Setting): boolean => COMMAND_SETTINGS[command].includes(setting);
+  const fromFlag = (setting: Setting): Raw | undefined => {
+    const { flag } = info(setting);
+    return applies(setting) && values[flag] !== undefined ? { value: values[flag], name: `--${flag}` } : undefined;
+  };
+  const fromEnv = (setting: Setting): Raw | undefined => {
+    const { env: variable, list } = info(setting);
+    const text = variable === undefined || !applies(setting) ? undefined : env[variable];
+    if (variable === undefined || text === undefined || text === '') return undefined;
+    return { value: list ? splitList(setting, text) : text, name: variable };
+  };
+  const fromFile = (setting: Setting): Raw | undefined =>
+    file && applies(setting) && Object.hasOwn(file.values, setting) ? { value: file.values[setting], name: `"${setting}" in ${file.path}` } : undefined;
+  const pick = (setting: Setting): Raw | undefined => fromFlag(setting) ?? fromEnv(setting) ?? fromFile(setting);
+  const warnings: string[] = [];
+  /**
+   * A value given itself or read from a file (`--secret` or `--secret-file`): the first source,
+   * in precedence order, that gives either form wins; one source giving both is an error.
+   */
+  const pickOrRead = (setting: Setting, fileSetting: Setting, form: FileForm): Raw | undefined => {
+    for (const source of [fromFlag, fromEnv, fromFile]) {
+      const direct = source(setting);
+      const named = source(fileSetting);
+      if (direct && named) throw optionError(direct.name, `and ${named.name} both set it: give one of them`);
+      if (direct) return direct;
+      if (named) return { value: readValueFile(named, cwd, form, warnings), name: named.name };
     }
-    if (file && Object.hasOwn(file.values, setting)) return { value: file.values[setting], name: `"${setting}" in ${file.path}` };
     return undefined;
   };
 
@@ -144,10 +237,12 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
   const store = pick('store');
   const idle = pick('idleTimeout');
   const absolute = pick('absoluteTimeout');
-  const secret = pick('secret');
-  const hashKey = pick('hashKey');
-  const keys = pick('apiKeys');
+  const secret = pickOrRead('secret', 'secretFile', 'lines');
+  const hashKey = pickOrRead('hashKey', 'hashKeyFile', 'one');
+  const keys = pickOrRead('apiKeys', 'apiKeyFile', 'trimmed-lines');
   const apiKeys = keys ? checkApiKeys(keys.value, keys.name) : [];
+  const allowed = pick('allowedHosts');
+  const publicMetrics = pick('publicMetrics');
   const encryption = pick('encryptionKeys');
   const tlsCert = pick('tlsCert');
   const tlsKey = pick('tlsKey');
@@ -161,9 +256,11 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
   const accessTtl = pick('accessTokenTtl');
   const refreshTtl = pick('refreshTokenTtl');
   const tokenKey = pick('tokenKey');
+  const maxSessions = pick('maxSessionsPerUser');
+  const onTooMany = pick('onTooManySessions');
   const config: CliConfig = {
     port: port ? checkPort(port.value, port.name) : base.port,
-    host: host ? checkHost(host.value, host.name) : apiKeys.length > 0 ? DEFAULT_SERVICE_CONFIG.hostWithApiKeys : base.host,
+    host: host ? checkHost(host.value, host.name) : base.host,
     store: store ? parseStoreUrl(store.value, store.name, cwd) : base.store,
     idleTimeout: idle ? checkTimeout(idle.value, idle.name) : base.idleTimeout,
     absoluteTimeout: absolute ? checkTimeout(absolute.value, absolute.name) : base.absoluteTimeout,
@@ -172,6 +269,9 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
     hashKey: hashKey ? parseHashKey(hashKey.value, hashKey.name) : undefined,
     hashKeyOption: hashKey?.name ?? HASH_KEY_OPTION,
     apiKeys,
+    allowedHosts: allowed ? checkHostList(allowed) : [],
+    publicMetrics: publicMetrics ? checkSwitch(publicMetrics.value, publicMetrics.name) : false,
+    warnings,
     encryptionKeys: encryption ? checkEncryptionKeys(encryption) : undefined,
     tls: tlsCert && tlsKey ? { cert: readPem(tlsCert, cwd), key: readPem(tlsKey, cwd), ...(tlsClientCa ? { clientCa: readPem(tlsClientCa, cwd) } : {}) } : undefined,
     tokens: {
@@ -180,6 +280,10 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
       ...(accessTtl ? { accessTtl: checkSeconds(accessTtl, MAX_ACCESS_TTL) } : {}),
       ...(refreshTtl ? { refreshTtl: checkSeconds(refreshTtl, MAX_TIMEOUT_SECONDS) } : {}),
       ...(tokenKey ? { key: readTokenKey(tokenKey, cwd) } : {}),
+    },
+    sessionLimit: {
+      ...(maxSessions ? { maxSessionsPerUser: checkCount(maxSessions) } : {}),
+      ...(onTooMany ? { onTooManySessions: checkChoice(onTooMany, ['evict-oldest', 'refuse'] as const) } : {}),
     },
   };
   // A rotation without a pinned hash key would end every session: refuse it at startup.
@@ -202,9 +306,13 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
       hashKey: undefined,
       hashKeyOption: HASH_KEY_OPTION,
       apiKeys: [],
+      allowedHosts: [],
+      publicMetrics: false,
+      warnings: [],
       encryptionKeys: undefined,
       tls: undefined,
       tokens: {},
+      sessionLimit: {},
     };
   }
 }
@@ -218,6 +326,53 @@ function splitList(setting: Setting, text: string): string[] {
   return setting === 'secret' ? items : items.map((item) => item.trim()).filter((item) => item !== '');
 }
 
+/** `--allowed-host` entries, checked, as given (the service parses them again). */
+function checkHostList(raw: Raw): string[] {
+  const list = typeof raw.value === 'string' ? [raw.value] : raw.value;
+  checkAllowedHosts(list, raw.name);
+  return list as string[];
+}
+
+/** How a file holds a setting: one value, or one per line (byte for byte, or trimmed). */
+type FileForm = 'one' | 'lines' | 'trimmed-lines';
+
+/**
+ * Reads a setting from a file (`--secret-file`, `--api-key-file`, `--hash-key-file`), so that
+ * secrets need not appear on the command line, where `ps` shows them to every user. Line endings
+ * are dropped and blank lines skipped; secrets are otherwise taken byte for byte. A file every
+ * user may write is refused (anyone could substitute the key); one every user may read is taken
+ * with a warning (Docker and Kubernetes mount secrets 0444 and 0644 by default).
+ */
+function readValueFile(raw: Raw, cwd: string, form: FileForm, warnings: string[]): string | string[] {
+  if (typeof raw.value !== 'string' || raw.value === '') throw optionError(raw.name, 'must be the path of a file');
+  const path = resolve(cwd, raw.value);
+  let text: string;
+  try {
+    const stats = statSync(path);
+    if (!stats.isFile()) throw optionError(raw.name, `file ${path} is not a regular file`);
+    if (process.platform !== 'win32' && (stats.mode & 0o002) !== 0) {
+      throw optionError(raw.name, `file ${path} is writable by every user, who could replace what it holds; fix it with: chmod 600 ${path}`);
+    }
+    if (process.platform !== 'win32' && (stats.mode & 0o004) !== 0) {
+      warnings.push(`${raw.name}: file ${path} is readable by every user; restrict it with: chmod 600 ${path}`);
+    }
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    if (isSessionError(error)) throw error;
+    const code = error instanceof Error ? (error as NodeJS.ErrnoException).code : undefined;
+    throw optionError(raw.name, `file ${path} cannot be read (${code ?? 'unknown error'})`);
+  }
+  const lines = text
+    .split('\n')
+    .map((line) => (line.endsWith('\r') ? line.slice(0, -1) : line))
+    .map((line) => (form === 'lines' ? line : line.trim()))
+    .filter((line) => line.trim() !== '');
+  if (lines.length === 0) throw optionError(raw.name, `file ${path} holds no value`);
+  if (form !== 'one') return lines;
+  if (lines.length > 1) throw optionError(raw.name, `file ${path} must hold one value on one line`);
+  return lines[0] as string;
+}
+
 function checkText(raw: Raw): string {
   if (typeof raw.value !== 'string' || raw.value.length === 0 || raw.value.length > 256) throw optionError(raw.name, 'must be a string of 1 to 256 characters');
   return raw.value;
@@ -227,6 +382,17 @@ function checkSeconds(raw: Raw, max: number): number {
   const seconds = typeof raw.value === 'number' ? raw.value : typeof raw.value === 'string' && /^\s*\d+\s*$/.test(raw.value) ? Number(raw.value) : Number.NaN;
   if (!Number.isInteger(seconds) || seconds < 1 || seconds > max) throw optionError(raw.name, `must be a whole number of seconds from 1 to ${max}`);
   return seconds;
+}
+
+function checkCount(raw: Raw): number {
+  const n = typeof raw.value === 'number' ? raw.value : typeof raw.value === 'string' && /^\s*\d+\s*$/.test(raw.value) ? Number(raw.value) : Number.NaN;
+  if (!Number.isInteger(n) || n < 1 || n > 1_000_000) throw optionError(raw.name, 'must be a whole number from 1 to 1000000');
+  return n;
+}
+
+function checkChoice<T extends string>(raw: Raw, choices: readonly T[]): T {
+  if (typeof raw.value !== 'string' || !(choices as readonly string[]).includes(raw.value)) throw optionError(raw.name, `must be one of ${choices.join(', ')}`);
+  return raw.value as T;
 }
 
 function checkEncryptionKeys(raw: Raw): string[] {

@@ -2,14 +2,13 @@ import { SessionError } from '../core/errors.js';
 import { SessionManager } from '../core/manager.js';
 import type { SessionStore } from '../core/types.js';
 import { DEFAULT_SERVICE_CONFIG } from '../service/config.js';
-import { createService } from '../service/index.js';
 import type { Service } from '../service/index.js';
 import type { ServiceLogger } from '../service/log.js';
 import { toResource } from '../service/routes.js';
 import { generateSecret, resolveSecrets, serviceHashKey } from '../service/secret.js';
 import { isDurable, openStore } from '../service/stores.js';
 import { canScan, encryptedStore, reencryptAll } from '../stores/encrypted.js';
-import { COMMANDS, parseCommand } from './config.js';
+import { closest, COMMANDS, parseCommand } from './config.js';
 import type { CliConfig, Command } from './config.js';
 import { COMMAND_HELP, MAIN_HELP } from './help.js';
 import { packageVersion } from '../service/version.js';
@@ -40,6 +39,11 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
   const [first, ...rest] = argv;
   if (first === undefined || first === '-h' || first === '--help' || first === 'help') {
     const topic = first === 'help' ? rest[0] : undefined;
+    if (topic === 'events' || topic === 'replay') {
+      const { EVENTS_HELP, REPLAY_HELP } = await import('./changelog.js');
+      io.stdout(topic === 'events' ? EVENTS_HELP : REPLAY_HELP);
+      return EXIT.ok;
+    }
     if (topic !== undefined && (COMMANDS as readonly string[]).includes(topic)) io.stdout(COMMAND_HELP[topic as Command]);
     else io.stdout(MAIN_HELP);
     return first === undefined ? EXIT.config : EXIT.ok;
@@ -48,8 +52,11 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
     io.stdout(`${packageVersion()}\n`);
     return EXIT.ok;
   }
+  if (first === 'events' || first === 'replay') return (await import('./changelog.js')).runChangeLogCommand(first, rest, io);
   if (!(COMMANDS as readonly string[]).includes(first)) {
-    io.stderr(`elastic-session: unknown command "${first.slice(0, 64)}"\n\n${MAIN_HELP}`);
+    const suggestion = closest(first, [...COMMANDS, 'events', 'replay']);
+    const hint = suggestion === undefined ? '' : `: did you mean "${suggestion}"?`;
+    io.stderr(`elastic-session: unknown command "${first.slice(0, 64)}"${hint}\nCommands: ${COMMANDS.join(', ')}. Run "elastic-session --help" for their options.\n`);
     return EXIT.config;
   }
   const command = first as Command;
@@ -59,6 +66,8 @@ export async function run(argv: readonly string[], io: CliIO): Promise<number> {
       io.stdout(COMMAND_HELP[command]);
       return EXIT.ok;
     }
+    const log = loggerFor(io);
+    for (const warning of parsed.config.warnings) log.warn(warning);
     switch (command) {
       case 'serve':
         return await serve(parsed.config, io);
@@ -95,6 +104,8 @@ function reportError(command: Command, error: unknown, io: CliIO): number {
 }
 
 async function serve(config: CliConfig, io: CliIO): Promise<number> {
+  // Loaded only here: the service needs the optional prom-client, the other commands do not.
+  const { createService } = await import('../service/index.js');
   const service: Service = await createService({
     store: config.store.url,
     cwd: io.cwd,
@@ -103,6 +114,8 @@ async function serve(config: CliConfig, io: CliIO): Promise<number> {
     idleTimeout: config.idleTimeout,
     absoluteTimeout: config.absoluteTimeout,
     apiKeys: config.apiKeys,
+    allowedHosts: config.allowedHosts,
+    publicMetrics: config.publicMetrics,
     defaultMetrics: true,
     log: loggerFor(io),
     ...(config.secret === undefined ? {} : { secret: config.secret }),
@@ -110,6 +123,7 @@ async function serve(config: CliConfig, io: CliIO): Promise<number> {
     ...(config.encryptionKeys === undefined ? {} : { encryptionKeys: config.encryptionKeys }),
     ...(config.tls === undefined ? {} : { tls: config.tls }),
     tokens: config.tokens,
+    ...config.sessionLimit,
   });
   let address;
   try {
@@ -121,6 +135,8 @@ async function serve(config: CliConfig, io: CliIO): Promise<number> {
     return EXIT.failure;
   }
   io.stdout(`listening on ${address.url}\n`);
+  const { url } = address;
+  io.stderr(`elastic-session: dashboard ${url}/admin, API description ${url}/openapi.json, health ${url}/healthz, metrics ${url}/metrics\n`);
   const signal = await io.waitForStop();
   io.stderr(`elastic-session: ${signal} received: draining in-flight requests and closing the store\n`);
   await service.close();
@@ -183,9 +199,13 @@ async function sweep(config: CliConfig, io: CliIO): Promise<number> {
   const swept = { ...config, secret: config.secret ?? [generateSecret()] };
   return withManager(swept, io, async (manager, store) => {
     if (!store.capabilities.sweep) {
-      io.stderr(`elastic-session sweep: the ${store.name} store cannot be swept\n`);
-      io.stdout('0\n');
-      return EXIT.ok;
+      // Redis and Memcached expire records themselves: a count of 0 would suggest a sweep ran.
+      if (store.capabilities.nativeTtl) {
+        io.stdout(`the ${store.name} store expires sessions by itself (native TTL): nothing to sweep\n`);
+        return EXIT.ok;
+      }
+      io.stderr(`elastic-session sweep: the ${store.name} store can neither be swept nor expire sessions by itself\n`);
+      return EXIT.failure;
     }
     let total = 0;
     for (;;) {

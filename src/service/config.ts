@@ -5,9 +5,8 @@ import { DEFAULT_OPTIONS, MAX_TIMEOUT_SECONDS } from '../core/manager.js';
 /** Defaults of the session service, in one place. */
 export const DEFAULT_SERVICE_CONFIG = {
   port: 8080,
-  /** Loopback unless an API key is configured; then all interfaces. */
+  /** Loopback, with or without API keys: listening beyond it is always asked for (`--host 0.0.0.0`). */
   host: '127.0.0.1',
-  hostWithApiKeys: '0.0.0.0',
   store: 'sqlite:./data/sessions.db',
   idleTimeout: DEFAULT_OPTIONS.idleTimeout,
   absoluteTimeout: DEFAULT_OPTIONS.absoluteTimeout,
@@ -67,6 +66,64 @@ export function checkHost(value: unknown, option: string): string {
   const host = value.startsWith('[') && value.endsWith(']') ? value.slice(1, -1) : value;
   if (isIP(host) === 0 && !HOSTNAME_PATTERN.test(host)) throw optionError(option, 'must be a host name or IP address');
   return host;
+}
+
+/** A name the service answers to: requests whose `Host` names neither this nor its listen address are refused (421). */
+export interface AllowedHost {
+  /** Lowercase; an IPv6 address without brackets, in its canonical spelling. */
+  host: string;
+  /** Null: any port. */
+  port: number | null;
+}
+
+/**
+ * The host and port of a `Host` header or an `--allowed-host` entry (RFC 9110 `uri-host [":" port]`:
+ * a name, an IPv4 address, or an IPv6 address in brackets), or null when it is none of them.
+ */
+export function parseAuthority(text: string): AllowedHost | null {
+  let host: string;
+  let portText: string | undefined;
+  if (text.startsWith('[')) {
+    const end = text.indexOf(']');
+    if (end === -1) return null;
+    const address = text.slice(1, end);
+    const rest = text.slice(end + 1);
+    if (isIP(address) !== 6 || (rest !== '' && !rest.startsWith(':'))) return null;
+    // The URL parser spells an IPv6 address one way: [0:0:0:0:0:0:0:1] and [::1] are one host.
+    host = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+    portText = rest === '' ? undefined : rest.slice(1);
+  } else {
+    const colon = text.indexOf(':');
+    if (colon !== text.lastIndexOf(':')) return null;
+    host = colon === -1 ? text : text.slice(0, colon);
+    portText = colon === -1 ? undefined : text.slice(colon + 1);
+    if (isIP(host) !== 4 && !HOSTNAME_PATTERN.test(host)) return null;
+  }
+  if (portText === undefined) return { host: host.toLowerCase(), port: null };
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65_535) return null;
+  return { host: host.toLowerCase(), port: Number(portText) };
+}
+
+/** `--allowed-host` entries: names or addresses the service answers to, each with an optional `:port`. */
+export function checkAllowedHosts(value: unknown, option: string): AllowedHost[] {
+  const list: unknown[] = Array.isArray(value) ? value : [value];
+  return list.map((entry, index) => {
+    const parsed = typeof entry === 'string' ? parseAuthority(entry) : null;
+    if (parsed === null) {
+      const which = list.length > 1 ? ` (entry #${index + 1})` : '';
+      throw optionError(option, `must hold host names or IP addresses (IPv6 in brackets), each with an optional :port, no wildcards${which}`);
+    }
+    return parsed;
+  });
+}
+
+/** A switch: a boolean, or (from flags and environment) `1`/`true`/`yes` and `0`/`false`/`no`. */
+export function checkSwitch(value: unknown, option: string): boolean {
+  if (typeof value === 'boolean') return value;
+  const text = typeof value === 'string' ? value.trim().toLowerCase() : '';
+  if (['1', 'true', 'yes'].includes(text)) return true;
+  if (['0', 'false', 'no'].includes(text)) return false;
+  throw optionError(option, 'must be true or false (1 or 0)');
 }
 
 export function isLoopback(host: string): boolean {

@@ -34,7 +34,10 @@ interface CompiledRoute {
   segments: readonly (string | { param: string })[];
 }
 
-export type RouteMatch = { route: Route; params: Record<string, string> } | { allowed: Method[] } | null;
+/** A method an `Allow` header can name: the routes' own, and HEAD wherever GET is. */
+export type AllowedMethod = Method | 'HEAD';
+
+export type RouteMatch = { route: Route; params: Record<string, string> } | { allowed: AllowedMethod[] } | null;
 
 /** Segments after which a value is an opaque ID, compared raw: IDs are base64url, so any escaping means "not an ID". */
 const RAW_PARAMS = new Set(['id']);
@@ -55,14 +58,21 @@ export class Router {
     }));
   }
 
+  /**
+   * The route for a method and path; HEAD is served by the GET route (Node sends no body for
+   * it). A path that exists under other methods only yields the methods it allows, for a 405
+   * with `Allow`.
+   */
   match(method: string, pathname: string): RouteMatch {
     const parts = pathname.split('/').slice(1);
-    const allowed: Method[] = [];
+    const wanted = method === 'HEAD' ? 'GET' : method;
+    const allowed: AllowedMethod[] = [];
     for (const { route, segments } of this.#compiled) {
       const params = matchSegments(segments, parts);
       if (params === null) continue;
-      if (route.method === method) return { route, params };
-      allowed.push(route.method);
+      if (route.method === wanted) return { route, params };
+      if (!allowed.includes(route.method)) allowed.push(route.method);
+      if (route.method === 'GET' && !allowed.includes('HEAD')) allowed.push('HEAD');
     }
     return allowed.length > 0 ? { allowed } : null;
   }

@@ -1,9 +1,8 @@
 import { Counter, Gauge, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
-import { createSessionMetrics, labelValue, LATENCY_BUCKETS } from '../metrics.js';
+import { createSessionMetrics, LATENCY_BUCKETS } from '../metrics.js';
 import type { SessionMetrics, UsageSource } from '../metrics.js';
-
-export { errorKind } from '../metrics.js';
+import { labelValue } from '../telemetry-labels.js';
 
 /** The library's session metrics plus what only the service sees: HTTP requests and problem responses. */
 export interface ServiceMetrics {

@@ -1,14 +1,12 @@
+import { AUTH_LEVELS } from '../core/session.js';
 import { MAX_TIMEOUT_SECONDS } from '../core/manager.js';
+import { openApiComponents, problem } from './openapi-components.js';
 
 /**
  * The OpenAPI 3.1 description of the service, served at `/openapi.json`. Written by hand (it is
  * documentation); a test checks it against the route table both ways.
  */
 
-const problem = (description: string): Record<string, unknown> => ({
-  description,
-  content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
-});
 
 const sessionResponse = (description: string): Record<string, unknown> => ({
   description,
@@ -19,23 +17,13 @@ const sessionResponse = (description: string): Record<string, unknown> => ({
 const common = {
   '400': { $ref: '#/components/responses/BadRequest' },
   '401': { $ref: '#/components/responses/Unauthorized' },
+  '421': { $ref: '#/components/responses/Misdirected' },
   '503': { $ref: '#/components/responses/StoreUnavailable' },
 };
 
-/** A session as the API shows it, besides how it is named (`id`, or a token's `handle`). */
-const sessionProperties = {
-  userId: { type: ['string', 'null'] },
-  data: { type: 'object', additionalProperties: true },
-  createdAt: { type: 'string', format: 'date-time' },
-  lastSeenAt: { type: 'string', format: 'date-time' },
-  expiresAt: { type: 'string', format: 'date-time' },
-  absoluteExpiresAt: { type: 'string', format: 'date-time' },
-};
-const SESSION_FIELDS = Object.keys(sessionProperties);
 
 const sessionId = { $ref: '#/components/parameters/SessionId' };
 const userId = { $ref: '#/components/parameters/UserId' };
-const timeout = { type: 'number', minimum: 1, maximum: MAX_TIMEOUT_SECONDS, description: 'Seconds' };
 
 const tokenBody = (field: string): Record<string, unknown> => ({
   type: 'object',
@@ -52,7 +40,8 @@ export function openApiDocument(version: string): Record<string, unknown> {
       version,
       description:
         'Shared session state over HTTP. Sessions live in the configured store; any instance serves any request. ' +
-        'Session IDs are secrets: keep them out of logs. Unknown, expired, destroyed and malformed IDs all answer 404.',
+        'Session IDs are secrets: keep them out of logs. Unknown, expired, destroyed and malformed IDs all answer 404. ' +
+        'A method a path does not have answers 405 with an Allow header; HEAD is answered wherever GET is.',
     },
     servers: [{ url: '/' }],
     security: [{ apiKey: [] }],
@@ -73,7 +62,16 @@ export function openApiDocument(version: string): Record<string, unknown> {
         get: {
           operationId: 'getSession',
           summary: 'Read a session',
-          responses: { '200': sessionResponse('The session'), '404': { $ref: '#/components/responses/SessionNotFound' }, ...common },
+          parameters: [
+            { name: 'maxAuthAge', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: MAX_TIMEOUT_SECONDS }, description: 'Answer 401 ESESS_REAUTH_REQUIRED unless the session authenticated within this many seconds' },
+            { name: 'minLevel', in: 'query', required: false, schema: { enum: [...AUTH_LEVELS] }, description: '... and at this level or higher (needs maxAuthAge)' },
+          ],
+          responses: {
+            '200': sessionResponse('The session'),
+            '404': { $ref: '#/components/responses/SessionNotFound' },
+            ...common,
+            '401': problem('Missing or invalid API key (ESESS_UNAUTHORIZED), or not authenticated recently enough for maxAuthAge/minLevel (ESESS_REAUTH_REQUIRED)'),
+          },
         },
         patch: {
           operationId: 'updateSession',
@@ -240,6 +238,33 @@ export function openApiDocument(version: string): Record<string, unknown> {
           responses: { '204': { description: 'Revoked (or already absent)' }, '501': problem('The store has no user index (ESESS_UNSUPPORTED)'), ...common },
         },
       },
+      '/': {
+        get: {
+          operationId: 'index',
+          summary: 'Where to go: the dashboard, this document, health and metrics',
+          description: 'JSON by default; an HTML page of links when the Accept header prefers text/html (a browser).',
+          security: [],
+          responses: {
+            '200': {
+              description: 'Links',
+              content: {
+                'application/json': {
+                  schema: {
+                    type: 'object',
+                    required: ['service', 'version', 'links'],
+                    properties: {
+                      service: { const: 'elastic-session' },
+                      version: { type: 'string' },
+                      links: { type: 'object', additionalProperties: { type: 'string' } },
+                    },
+                  },
+                },
+                'text/html': { schema: { type: 'string' } },
+              },
+            },
+          },
+        },
+      },
       '/healthz': {
         get: {
           operationId: 'health',
@@ -254,9 +279,11 @@ export function openApiDocument(version: string): Record<string, unknown> {
       '/metrics': {
         get: {
           operationId: 'metrics',
-          summary: 'Prometheus metrics',
-          security: [],
-          responses: { '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } } },
+          summary: 'Prometheus metrics (needs an API key when keys are configured, unless --public-metrics)',
+          responses: {
+            '200': { description: 'Prometheus text format', content: { 'text/plain': { schema: { type: 'string' } } } },
+            '401': { $ref: '#/components/responses/Unauthorized' },
+          },
         },
       },
       '/openapi.json': {
@@ -293,8 +320,9 @@ export function openApiDocument(version: string): Record<string, unknown> {
           operationId: 'adminStats',
           summary: 'What the dashboard charts',
           description:
-            'Totals since start (API requests, errors, sessions created/expired/destroyed/revoked/regenerated, store keys and bytes, active sessions) and rates between samples taken every intervalMs ' +
-            '(requests/s, p50/p99 latency in ms of /v1 requests, errors, created and expired per minute). Sampling starts with the first call and stops after five minutes without one.',
+            'Totals since start (API requests, server errors (5xx) and client errors (4xx), sessions created/expired/destroyed/revoked/regenerated, store keys and bytes, active sessions), ' +
+            'every problem response by code with its status, the last ten seconds (requests/s, p50/p99 latency in ms of /v1 requests, null without traffic) ' +
+            'and rates between samples taken every intervalMs (requests/s, p50/p99, server errors, created and expired per minute). Sampling starts with the first call and stops after five minutes without one.',
           responses: {
             '200': { description: 'Stats', content: { 'application/json': { schema: { $ref: '#/components/schemas/AdminStats' } } } },
             '401': { $ref: '#/components/responses/Unauthorized' },
@@ -302,109 +330,6 @@ export function openApiDocument(version: string): Record<string, unknown> {
         },
       },
     },
-    components: {
-      securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'An API key from --api-key or ELASTIC_SESSION_API_KEYS; not required when none is configured' } },
-      parameters: {
-        SessionId: { name: 'id', in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$' }, description: 'The raw session ID (secret)' },
-        UserId: { name: 'userId', in: 'path', required: true, schema: { type: 'string', minLength: 1, maxLength: 512 } },
-      },
-      headers: {
-        ETag: { description: 'The session version, for If-Match', schema: { type: 'string', examples: ['"3"'] } },
-      },
-      responses: {
-        BadRequest: problem('Malformed input, or a body that is not application/json (ESESS_INVALID_INPUT, ESESS_UNSAFE_KEY, ESESS_NOT_SERIALIZABLE)'),
-        Unauthorized: problem('Missing or invalid API key (ESESS_UNAUTHORIZED)'),
-        SessionNotFound: problem('Unknown, expired or destroyed session (ESESS_NOT_FOUND), or one destroyed while this request wrote to it (ESESS_GONE)'),
-        TooLarge: problem('Body or session too large (ESESS_TOO_LARGE, ESESS_TOO_DEEP)'),
-        StoreUnavailable: problem('Store unavailable (ESESS_STORE_UNAVAILABLE, ESESS_STORE_CLOSED)'),
-        TokenInvalid: {
-          description: 'The token was refused (ESESS_TOKEN_INVALID); `reason` says why',
-          content: {
-            'application/problem+json': {
-              schema: { allOf: [{ $ref: '#/components/schemas/Problem' }, { type: 'object', required: ['reason'], properties: { reason: { type: 'string' } } }] },
-            },
-          },
-        },
-      },
-      schemas: {
-        Session: {
-          type: 'object',
-          required: ['id', ...SESSION_FIELDS],
-          properties: { id: { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$' }, ...sessionProperties },
-        },
-        CreateSession: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            data: { type: 'object', additionalProperties: true },
-            userId: { type: ['string', 'null'], minLength: 1, maxLength: 512 },
-            idleTimeout: timeout,
-            absoluteTimeout: timeout,
-          },
-        },
-        PatchSession: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            set: { type: 'object', additionalProperties: true },
-            unset: { type: 'array', items: { type: 'string' } },
-            userId: { type: ['string', 'null'], minLength: 1, maxLength: 512 },
-          },
-        },
-        UserSession: {
-          type: 'object',
-          required: ['handle', 'createdAt', 'lastSeenAt', 'expiresAt'],
-          properties: {
-            handle: { type: 'string' },
-            createdAt: { type: 'string', format: 'date-time' },
-            lastSeenAt: { type: 'string', format: 'date-time' },
-            expiresAt: { type: 'string', format: 'date-time' },
-          },
-        },
-        TokenPair: {
-          type: 'object',
-          required: ['accessToken', 'refreshToken', 'expiresIn', 'tokenType'],
-          properties: {
-            accessToken: { type: 'string', description: 'JWT, typ at+jwt, EdDSA' },
-            refreshToken: { type: 'string', pattern: '^[A-Za-z0-9_-]{43}$', description: 'Opaque, single use' },
-            expiresIn: { type: 'integer', minimum: 1, description: 'Seconds until the access token expires' },
-            tokenType: { const: 'Bearer' },
-          },
-        },
-        TokenSession: {
-          type: 'object',
-          required: ['handle', ...SESSION_FIELDS],
-          properties: { handle: { type: 'string' }, ...sessionProperties },
-        },
-        AdminStats: {
-          type: 'object',
-          required: ['intervalMs', 'updatedAt', 'store', 'version', 'totals', 'errorsByCode', 'series'],
-          properties: {
-            intervalMs: { type: 'integer' },
-            updatedAt: { type: 'string', format: 'date-time' },
-            store: { type: 'object', properties: { name: { type: 'string' }, nativeTtl: { type: 'boolean' }, userIndex: { type: 'boolean' } } },
-            version: { type: 'string' },
-            totals: { type: 'object', additionalProperties: true },
-            errorsByCode: { type: 'array', items: { type: 'object', properties: { code: { type: 'string' }, count: { type: 'number' } } } },
-            series: {
-              type: 'object',
-              description: 'Columns of equal length, oldest first; t is milliseconds since the epoch',
-              additionalProperties: { type: 'array', items: { type: ['number', 'null'] } },
-            },
-          },
-        },
-        Problem: {
-          type: 'object',
-          required: ['type', 'title', 'status', 'code'],
-          properties: {
-            type: { type: 'string', format: 'uri' },
-            title: { type: 'string' },
-            status: { type: 'integer' },
-            code: { type: 'string', pattern: '^ESESS_[A-Z_]+$' },
-            detail: { type: 'string' },
-          },
-        },
-      },
-    },
+    components: openApiComponents(),
   };
 }

@@ -1,14 +1,10 @@
-import { ERROR_CODES, SessionError } from '../core/errors.js';
+import { SessionError } from '../core/errors.js';
 import type { ErrorCode } from '../core/errors.js';
+import { internalProblem, PROBLEM_CONTENT_TYPE, problemOf } from '../problem.js';
+import type { Problem, ProblemAnswer } from '../problem.js';
+import type { Reply } from './http.js';
 
-/** An RFC 9457 problem document with a stable `code` (see docs/errors.md). */
-export interface Problem {
-  type: string;
-  title: string;
-  status: number;
-  code: ErrorCode;
-  detail?: string;
-}
+export type { Problem } from '../problem.js';
 
 /** A `SessionError` that also sets response headers (`WWW-Authenticate`, `Allow`). */
 export class HttpProblem extends SessionError {
@@ -20,26 +16,17 @@ export class HttpProblem extends SessionError {
   }
 }
 
-export function problemType(code: ErrorCode): string {
-  return `urn:elastic-session:error:${code}`;
-}
-
 /**
- * The problem for one of our errors, or null for anything else (then the caller answers 500
- * ESESS_INTERNAL and logs it). The title is the code's fixed message; `detail` is only ever the
- * error's own message, which `SessionError`s keep free of IDs, keys and session contents.
+ * The reply for an error: ours as its problem document (with an `HttpProblem`'s headers),
+ * anything else as 500 ESESS_INTERNAL, which the caller logs (`known: false`).
  */
-export function problemOf(error: unknown): { problem: Problem; headers: Record<string, string> } | null {
-  if (!(error instanceof SessionError)) return null;
-  const title = ERROR_CODES[error.code].message;
-  const problem: Problem = { type: problemType(error.code), title, status: error.status, code: error.code };
-  if (error.message !== title) problem.detail = error.message;
-  const headers = error instanceof HttpProblem ? { ...error.headers } : {};
-  // Worth retrying (another instance, or this one after the store is back).
-  if (error.status === 503) headers['retry-after'] = '1';
-  return { problem, headers };
+export function problemReply(error: unknown): { reply: Reply; problem: Problem; known: boolean } {
+  const known = error instanceof SessionError;
+  const answer = known ? problemOf(error) : internalProblem();
+  return { reply: replyOf(answer, error instanceof HttpProblem ? error.headers : {}), problem: answer.problem, known };
 }
 
-export function internalProblem(): Problem {
-  return { type: problemType('ESESS_INTERNAL'), title: ERROR_CODES.ESESS_INTERNAL.message, status: 500, code: 'ESESS_INTERNAL' };
+/** A problem answer as a route's reply, with more headers. */
+export function replyOf(answer: ProblemAnswer, headers: Record<string, string>): Reply {
+  return { status: answer.status, text: answer.body, contentType: PROBLEM_CONTENT_TYPE, headers: { ...headers, ...answer.headers } };
 }

@@ -1,7 +1,9 @@
-import { SessionError } from '../core/errors.js';
+import { isSessionError, SessionError } from '../core/errors.js';
 import type { SessionManager, UserSessionSummary } from '../core/manager.js';
 import { MAX_TIMEOUT_SECONDS } from '../core/manager.js';
-import type { Session } from '../core/session.js';
+import { recentAuthCheck } from '../adapters/reauth.js';
+import { AUTH_LEVELS, levelRank } from '../core/session.js';
+import type { AuthenticationInput, AuthLevel, Session } from '../core/session.js';
 import type { Reply, RequestContext, Route } from './http.js';
 
 const MAX_USER_ID = 512;
@@ -15,6 +17,8 @@ export interface SessionResource {
   lastSeenAt: string;
   expiresAt: string;
   absoluteExpiresAt: string;
+  /** The latest authentication (`markAuthenticated`), or null for an anonymous session. */
+  authentication: { at: string; method: string; level: AuthLevel } | null;
 }
 
 export interface UserSessionResource {
@@ -33,7 +37,13 @@ export function toResource(session: Session): SessionResource {
     lastSeenAt: session.lastSeenAt.toISOString(),
     expiresAt: session.expiresAt.toISOString(),
     absoluteExpiresAt: session.absoluteExpiresAt.toISOString(),
+    authentication: authenticationOf(session),
   };
+}
+
+function authenticationOf(session: Session): SessionResource['authentication'] {
+  const auth = session.authentication;
+  return auth === null ? null : { at: auth.at.toISOString(), method: auth.method, level: auth.level };
 }
 
 function toUserSessionResource(summary: UserSessionSummary): UserSessionResource {
@@ -48,6 +58,11 @@ function toUserSessionResource(summary: UserSessionSummary): UserSessionResource
 /** Unknown, expired, destroyed and malformed IDs all answer the same. */
 function notFound(): SessionError {
   return new SessionError('ESESS_NOT_FOUND', { message: 'No live session has this ID' });
+}
+
+/** A compare-and-swap that failed once, on the client's version: nothing was retried. */
+function staleIfMatch(): SessionError {
+  return new SessionError('ESESS_CONFLICT', { message: 'The session changed since the version in If-Match: GET it again for the current ETag' });
 }
 
 function invalid(message: string, field?: string): SessionError {
@@ -109,12 +124,14 @@ export interface PatchBody {
   set: Record<string, unknown>;
   unset: string[];
   userId?: string | null;
+  /** The user just authenticated: `markAuthenticated({ method, level })` before the save. */
+  authenticate?: AuthenticationInput;
 }
 
 export function parsePatchBody(body: unknown): PatchBody {
-  if (body === undefined) throw invalid('A JSON body { set?, unset?, userId? } is required');
+  if (body === undefined) throw invalid('A JSON body { set?, unset?, userId?, authenticate? } is required');
   if (!isPlainObject(body)) throw invalid('The body must be a JSON object');
-  checkKeys(body, ['set', 'unset', 'userId']);
+  checkKeys(body, ['set', 'unset', 'userId', 'authenticate']);
   const parsed: PatchBody = { set: {}, unset: [] };
   if (body.set !== undefined) {
     if (!isPlainObject(body.set)) throw invalid('set must be an object of fields', 'set');
@@ -130,7 +147,29 @@ export function parsePatchBody(body: unknown): PatchBody {
     if (Object.hasOwn(parsed.set, field)) throw invalid('A field cannot be both set and unset in one request', 'unset');
   }
   if (body.userId !== undefined) parsed.userId = userIdOf(body.userId, 'userId');
+  if (body.authenticate !== undefined) {
+    const auth = body.authenticate;
+    if (!isPlainObject(auth) || typeof auth.method !== 'string' || (auth.level !== undefined && levelRank(auth.level) < 0)) {
+      throw invalid(`authenticate must be { method, level? } with level one of ${AUTH_LEVELS.join(', ')}`, 'authenticate');
+    }
+    checkKeys(auth, ['method', 'level']);
+    parsed.authenticate = { method: auth.method, ...(auth.level === undefined ? {} : { level: auth.level as AuthLevel }) };
+  }
   return parsed;
+}
+
+/** The re-authentication gate of `GET /v1/sessions/{id}?maxAuthAge=SECONDS[&minLevel=aalN]`, or null without one. */
+function recentAuthOf(query: URLSearchParams): ReturnType<typeof recentAuthCheck> | null {
+  const maxAge = query.get('maxAuthAge');
+  const minLevel = query.get('minLevel');
+  if (maxAge === null) {
+    if (minLevel !== null) throw invalid('minLevel needs maxAuthAge', 'minLevel');
+    return null;
+  }
+  const seconds = /^[1-9][0-9]{0,8}$/.test(maxAge) ? Number(maxAge) : Number.NaN;
+  if (!(seconds > 0 && seconds <= MAX_TIMEOUT_SECONDS)) throw invalid(`maxAuthAge must be a whole number of seconds from 1 to ${MAX_TIMEOUT_SECONDS}`, 'maxAuthAge');
+  if (minLevel !== null && levelRank(minLevel) < 0) throw invalid(`minLevel must be one of ${AUTH_LEVELS.join(', ')}`, 'minLevel');
+  return recentAuthCheck(seconds, minLevel === null ? {} : { level: minLevel as AuthLevel });
 }
 
 /**
@@ -175,7 +214,12 @@ export function sessionRoutes(manager: SessionManager, maxAbsoluteTimeout = MAX_
       path: '/v1/sessions/{id}',
       operationId: 'getSession',
       async handler(context) {
-        return sessionReply(200, await load(context));
+        const session = await load(context);
+        // `?maxAuthAge=SECONDS[&minLevel=aalN]`: the session only if it authenticated that recently (re-authentication gate).
+        const query = new URL(context.req.url ?? '/', 'http://service').searchParams;
+        const refused = recentAuthOf(query)?.(session);
+        if (refused) throw refused;
+        return sessionReply(200, session);
       },
     },
     {
@@ -185,14 +229,24 @@ export function sessionRoutes(manager: SessionManager, maxAbsoluteTimeout = MAX_
       async handler(context) {
         const expectVersion = expectedVersionOf(context.req.headers['if-match']);
         const patch = parsePatchBody(await context.body());
-        const session = await load(context);
-        if (expectVersion !== undefined && expectVersion !== session.version) {
-          throw new SessionError('ESESS_CONFLICT', { message: 'Session changed since the version in If-Match' });
+        // Refused before any field is touched: the work done on a body too wide for any session stays linear and small.
+        const width = Object.keys(patch.set).length;
+        if (width > manager.limits.maxFields) {
+          throw new SessionError('ESESS_TOO_LARGE', { message: `The PATCH sets ${width} fields, over limits.maxFields (${manager.limits.maxFields})`, context: { limit: 'maxFields', maxFields: manager.limits.maxFields } });
         }
+        const session = await load(context);
+        if (expectVersion !== undefined && expectVersion !== session.version) throw staleIfMatch();
         for (const [field, value] of Object.entries(patch.set)) session.set(field, value);
         for (const field of patch.unset) session.delete(field);
         if (patch.userId !== undefined) session.userId = patch.userId;
-        await manager.save(session, expectVersion === undefined ? {} : { expectVersion });
+        if (patch.authenticate !== undefined) session.markAuthenticated(patch.authenticate);
+        try {
+          await manager.save(session, expectVersion === undefined ? {} : { expectVersion });
+        } catch (error) {
+          // Another write landed between this load and this save: still the If-Match that failed.
+          if (expectVersion !== undefined && isSessionError(error, 'ESESS_CONFLICT')) throw staleIfMatch();
+          throw error;
+        }
         return sessionReply(200, session);
       },
     },

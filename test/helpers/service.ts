@@ -1,9 +1,12 @@
 import { spawn, spawnSync } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
+import { connect } from 'node:net';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach } from 'vitest';
 import type { SessionStore } from '../../src/core/types.js';
@@ -64,6 +67,46 @@ export async function startService(options: ServiceOptions = {}): Promise<Runnin
   };
 }
 
+export interface RawResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/**
+ * One request over a fresh connection to the service at `url`, with exactly the `Host` given
+ * (what `fetch` will not forge) and `target` as the request target: a path, or an absolute URL
+ * (absolute-form, whose authority overrides `Host`).
+ */
+export function rawRequest(url: string, init: { method?: string; target: string; host: string; headers?: Record<string, string>; body?: string }): Promise<RawResponse> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { hostname: hostname.replace(/^\[|\]$/g, ''), port, method: init.method ?? 'GET', path: init.target, agent: false, headers: { ...init.headers, host: init.host } },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
+
+/** Sends `text` as it is over a TCP connection to the service and resolves with all it answers before closing. */
+export function rawExchange(url: string, text: string): Promise<string> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port) }, () => socket.end(text));
+    let answer = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
+    socket.on('end', () => resolve(answer));
+    socket.on('error', reject);
+  });
+}
+
 /** A store whose every call is counted, over a memory store. */
 export function countingStore(inner: SessionStore = memoryStore()): SessionStore & { calls: string[] } {
   const calls: string[] = [];
@@ -87,7 +130,7 @@ export function failingStore(): SessionStore {
   };
   return {
     name: 'broken',
-    capabilities: { nativeTtl: true, cas: true, userIndex: true, sweep: false },
+    capabilities: { nativeTtl: true, cas: true, userIndex: true, sweep: false, scan: false, replica: false },
     load: fail,
     create: fail,
     apply: fail,
@@ -177,11 +220,50 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the built CLI to completion. */
-export function runCli(args: string[], options: { env?: Record<string, string>; cwd?: string; input?: string } = {}): Promise<CliResult> {
-  const main = builtCli();
+/** The built `dist/` folder (see `builtCli`). */
+export function builtDist(): string {
+  return dirname(dirname(builtCli()));
+}
+
+/**
+ * Node arguments under which the named packages look uninstalled to `import` (a resolve hook
+ * answers ERR_MODULE_NOT_FOUND), as on a machine without those optional peers; node_modules is
+ * not touched.
+ */
+export function hidePackages(names: readonly string[]): string[] {
+  if (names.length === 0) return [];
+  const hooks = `const hidden = ${JSON.stringify(names)};
+export async function resolve(specifier, context, next) {
+  if (hidden.some((name) => specifier === name || specifier.startsWith(name + '/'))) {
+    throw Object.assign(new Error("Cannot find package '" + specifier + "' imported from " + context.parentURL), { code: 'ERR_MODULE_NOT_FOUND' });
+  }
+  return next(specifier, context);
+}`;
+  const register = `import { register } from 'node:module';\nregister(${JSON.stringify(`data:text/javascript,${encodeURIComponent(hooks)}`)});`;
+  return ['--import', `data:text/javascript,${encodeURIComponent(register)}`];
+}
+
+/** Runs an ES module program with node (as a real process, from ROOT); `hide` makes packages look uninstalled. */
+export function runModule(source: string, options: { hide?: readonly string[] } = {}): Promise<CliResult> {
+  return runProcess([...hidePackages(options.hide ?? []), '--input-type=module', '--eval', source], {});
+}
+
+/**
+ * Runs the built CLI to completion; `hide` makes packages look uninstalled. `killAfterMs` ends a
+ * process that should have exited by itself (a `serve` that was meant to refuse to start), so a
+ * regression fails fast and leaves no process behind; its code is then null.
+ */
+export function runCli(args: string[], options: { env?: Record<string, string>; cwd?: string; input?: string; hide?: readonly string[]; killAfterMs?: number } = {}): Promise<CliResult> {
+  return runProcess([...hidePackages(options.hide ?? []), builtCli(), ...args], options);
+}
+
+function runProcess(args: string[], options: { env?: Record<string, string>; cwd?: string; input?: string; killAfterMs?: number }): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [main, ...args], { cwd: options.cwd ?? ROOT, env: cleanEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { cwd: options.cwd ?? ROOT, env: cleanEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
+    if (options.killAfterMs !== undefined) {
+      const timer = setTimeout(() => child.kill('SIGKILL'), options.killAfterMs);
+      child.on('exit', () => clearTimeout(timer));
+    }
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -208,6 +290,8 @@ export interface ServeProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
   /** Resolves with the exit code once the process has exited by itself. */
   exited: Promise<number | null>;
+  /** Resolves once stderr matches, e.g. a log line the process writes when something happened. */
+  stderrMatches(pattern: RegExp): Promise<void>;
 }
 
 /** Starts `elastic-session serve` as a real process and waits for its `listening on` line. */
@@ -216,8 +300,15 @@ export function spawnServe(args: string[], options: { env?: Record<string, strin
   const child = spawn(process.execPath, [main, 'serve', '--port', '0', ...args], { cwd: options.cwd ?? ROOT, env: cleanEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
+  const waiters: { pattern: RegExp; resolve: () => void }[] = [];
   child.stdout.setEncoding('utf8');
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+    for (const waiter of waiters.filter(({ pattern }) => pattern.test(stderr))) {
+      waiters.splice(waiters.indexOf(waiter), 1);
+      waiter.resolve();
+    }
+  });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -235,6 +326,10 @@ export function spawnServe(args: string[], options: { env?: Record<string, strin
         stdout: () => stdout,
         stderr: () => stderr,
         exited,
+        stderrMatches(pattern) {
+          if (pattern.test(stderr)) return Promise.resolve();
+          return new Promise((resolve) => waiters.push({ pattern, resolve }));
+        },
         stop(signal = 'SIGTERM') {
           if (child.exitCode === null && child.signalCode === null) child.kill(signal);
           return exited;

@@ -1,4 +1,5 @@
 import type { MetricObjectWithValues, MetricValue, MetricValueWithName, Registry } from 'prom-client';
+import { ERROR_CODES } from '../../core/errors.js';
 
 /** One reading of the cumulative counters the dashboard charts. */
 export interface StatsSample {
@@ -8,10 +9,20 @@ export interface StatsSample {
   requests: number;
   /** Cumulative latency histogram of those requests: upper bound in seconds to count. */
   latency: [bound: number, count: number][];
+  /** Server-side problem responses (5xx: store failures, internal errors): what the error chart shows. */
   errors: number;
+  /** Problem responses of the caller's making (4xx: unknown or expired IDs, bad input, missing keys). */
+  clientErrors: number;
   errorsByCode: Record<string, number>;
   created: number;
+  /**
+   * Sessions expired: with a store that reports the expired records it still holds
+   * (`store_expired_records`), those plus the ones sweeps removed, so an expiry counts when its
+   * deadline passes, not when the next sweep runs; otherwise what the manager and sweeps saw.
+   */
   expired: number;
+  /** Expired records the store still holds (they count in `expired` already), or null when it does not tell. */
+  expiredUnswept: number | null;
   destroyed: number;
   revoked: number;
   regenerated: number;
@@ -34,14 +45,29 @@ export interface StatsSeries {
   storeBytes: (number | null)[];
 }
 
+/** The "now" tiles: rates over the last `windowMs`; p50 and p99 are null when no request finished in it. */
+export interface RecentStats {
+  windowMs: number;
+  rps: number;
+  p50: number | null;
+  p99: number | null;
+}
+
 export interface StatsReport {
   intervalMs: number;
   updatedAt: string;
   store: { name: string; nativeTtl: boolean; userIndex: boolean };
   version: string;
-  totals: Omit<StatsSample, 'at' | 'latency' | 'errorsByCode'>;
-  errorsByCode: { code: string; count: number }[];
+  totals: Omit<StatsSample, 'at' | 'latency' | 'errorsByCode' | 'expiredUnswept'>;
+  /** Every problem response by code, with the code's status: 4xx are the caller's, 5xx the service's. */
+  errorsByCode: { code: string; status: number; count: number }[];
+  recent: RecentStats;
   series: StatsSeries;
+}
+
+/** The status a problem code answers with; a code this build does not know counts as a server error. */
+export function statusOfCode(code: string): number {
+  return Object.hasOwn(ERROR_CODES, code) ? ERROR_CODES[code as keyof typeof ERROR_CODES].status : 500;
 }
 
 const PREFIX = 'elastic_session_';
@@ -74,23 +100,34 @@ export async function readSample(registry: Registry, at: number): Promise<StatsS
     }
   }
   const errorsByCode: Record<string, number> = {};
+  let errors = 0;
+  let clientErrors = 0;
   for (const value of values('errors_total') ?? []) {
     const code = String(value.labels.code);
     errorsByCode[code] = (errorsByCode[code] ?? 0) + value.value;
+    if (statusOfCode(code) >= 500) errors += value.value;
+    else clientErrors += value.value;
   }
   const gauge = (name: string): number | null => {
     const found = values(name);
     return found && found.length > 0 ? sum(found) : null;
   };
+  const expiredUnswept = gauge('store_expired_records');
+  // The unswept records were counted when their deadline passed; a sweep moves them from the
+  // gauge to the sweep count, and a load that finds one past its deadline saw one of them again.
+  const expired =
+    expiredUnswept === null ? sum(values('sessions_expired_total')) : sum(values('sessions_expired_total'), (labels) => labels.reason === 'sweep') + expiredUnswept;
   const active = values('active_sessions') ?? [];
   return {
     at,
     requests,
     latency: [...buckets.entries()].sort((a, b) => a[0] - b[0]),
-    errors: sum(values('errors_total')),
+    errors,
+    clientErrors,
     errorsByCode,
     created: sum(values('sessions_created_total')),
-    expired: sum(values('sessions_expired_total')),
+    expired,
+    expiredUnswept,
     destroyed: sum(values('sessions_destroyed_total')),
     revoked: sum(values('sessions_revoked_total')),
     regenerated: sum(values('sessions_regenerated_total')),
@@ -129,6 +166,27 @@ function bucketDelta(now: StatsSample['latency'], before: StatsSample['latency']
   return now.map(([bound, count]) => [bound, Math.max(0, count - (earlier.get(bound) ?? 0))]);
 }
 
+/**
+ * Rates over the last `windowMs` up to `latest`: from the newest sample at least that old (or the
+ * oldest there is). With no request finished in the window the quantiles are null, never the
+ * last value seen: an idle service has no latency to show.
+ */
+export function recentOf(samples: readonly StatsSample[], latest: StatsSample, windowMs: number): RecentStats {
+  let from: StatsSample | undefined;
+  for (const sample of samples) {
+    if (sample.at > latest.at - windowMs) break;
+    from = sample;
+  }
+  from ??= samples[0];
+  if (from === undefined || from.at >= latest.at) return { windowMs, rps: 0, p50: null, p99: null };
+  const latency = bucketDelta(latest.latency, from.latency);
+  const ms = (q: number): number | null => {
+    const value = quantile(q, latency);
+    return value === null ? null : value * 1000;
+  };
+  return { windowMs, rps: Math.max(0, latest.requests - from.requests) / ((latest.at - from.at) / 1000), p50: ms(0.5), p99: ms(0.99) };
+}
+
 /** Rates between each pair of consecutive samples. */
 export function seriesOf(samples: readonly StatsSample[]): StatsSeries {
   const series: StatsSeries = { t: [], rps: [], p50: [], p99: [], errorsPerMin: [], createdPerMin: [], expiredPerMin: [], storeKeys: [], storeBytes: [] };
@@ -162,6 +220,8 @@ export interface StatsHistoryOptions {
   size?: number;
   /** Sampling stops when nobody asked for this long, in milliseconds, and starts again on the next request. @default 300000 */
   idleStopMs?: number;
+  /** The window of the "now" tiles (requests/s, p50, p99), in milliseconds. @default 10000 */
+  recentMs?: number;
 }
 
 /**
@@ -170,6 +230,7 @@ export interface StatsHistoryOptions {
  */
 export class StatsHistory {
   readonly intervalMs: number;
+  readonly recentMs: number;
   readonly #registry: Registry;
   readonly #size: number;
   readonly #idleStopMs: number;
@@ -178,12 +239,14 @@ export class StatsHistory {
   #askedAt = 0;
   #sampling: Promise<void> | null = null;
   #closed = false;
+  #unsweptAtStart: number | undefined;
 
   constructor(registry: Registry, options: StatsHistoryOptions = {}) {
     this.#registry = registry;
     this.intervalMs = options.intervalMs ?? 2000;
     this.#size = options.size ?? 180;
     this.#idleStopMs = options.idleStopMs ?? 300_000;
+    this.recentMs = options.recentMs ?? 10_000;
   }
 
   /** The samples so far, oldest first; starts sampling if it was not running. */
@@ -200,9 +263,15 @@ export class StatsHistory {
     return this.#samples;
   }
 
-  /** A fresh reading (for the totals), not kept in the ring. */
-  latest(): Promise<StatsSample> {
-    return readSample(this.#registry, Date.now());
+  /**
+   * A fresh reading (for the totals), not kept in the ring. Its `expired` leaves out the
+   * expired records the store already held at the first reading: they expired before anyone
+   * looked, and count once a sweep removes them.
+   */
+  async latest(): Promise<StatsSample> {
+    const sample = await readSample(this.#registry, Date.now());
+    this.#unsweptAtStart ??= sample.expiredUnswept ?? 0;
+    return { ...sample, expired: Math.max(0, sample.expired - this.#unsweptAtStart) };
   }
 
   close(): void {
