@@ -2,7 +2,8 @@
 //
 // The store URL is parsed by the session service's own parser, so `ELASTIC_SESSION_STORE` means
 // exactly what `elastic-session serve --store` means: `sqlite:PATH` (the default,
-// `sqlite:./data/sessions.db`) or `memory:`.
+// `sqlite:./data/sessions.db`), `memory:`, or a server's URL (`redis://127.0.0.1:6379`, ...).
+// README.md ("Examples") lists the environment and the routes.
 import { randomBytes } from 'node:crypto';
 import { openStoreUrl } from 'elastic-session/service';
 
@@ -40,6 +41,24 @@ export function profile(session) {
   const items = {};
   for (const field of session.keys()) if (field.startsWith('item:')) items[field.slice('item:'.length)] = session.get(field);
   return { user: session.userId, items };
+}
+
+/**
+ * A listen error handler: one line saying why (a busy port, most often) and exit code 1, instead
+ * of a stack trace or a crash further on.
+ */
+export function exitOnListenError(store, listenPort) {
+  return async (error) => {
+    const reason =
+      error.code === 'EADDRINUSE'
+        ? `port ${listenPort} is already in use; set PORT to a free port, or PORT=0 to pick one`
+        : error.code === 'EACCES'
+          ? `port ${listenPort} needs privileges this process lacks; set PORT to 1024 or more`
+          : error.message;
+    console.error(`cannot listen on 127.0.0.1: ${reason}`);
+    await store.close();
+    process.exit(1);
+  };
 }
 
 /** Closes the server, then the store (SQLite flushes its journal), on Ctrl-C or a stop signal. */

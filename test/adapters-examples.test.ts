@@ -1,9 +1,13 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { checkRedisBinaries, startRedis, stopAll } from './helpers/redis-servers.js';
 
 const ROOT = join(import.meta.dirname, '..');
 const EXAMPLES = ['express', 'fastify', 'hono', 'node-http'];
@@ -34,6 +38,16 @@ function start(name: string, env: Record<string, string>): Promise<{ child: Chil
   });
 }
 
+/** Runs an example to its exit: the code and everything it wrote. */
+async function runToExit(name: string, env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  const child = spawn(process.execPath, [join('examples', name, 'server.js')], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const [code] = (await once(child, 'close')) as [number | null];
+  return { code, output };
+}
+
 /** A one-cookie jar: enough for one session cookie. */
 async function call(url: string, method: string, jar: { cookie: string | null }): Promise<{ status: number; body: unknown }> {
   const response = await fetch(url, { method, headers: jar.cookie ? { cookie: jar.cookie } : {} });
@@ -44,6 +58,15 @@ async function call(url: string, method: string, jar: { cookie: string | null })
   const text = await response.text();
   return { status: response.status, body: text ? (JSON.parse(text) as unknown) : null };
 }
+
+/** An error answer as a browser would get it: status, content type and the raw page. */
+async function errorPage(url: string, method: string, jar: { cookie: string | null }): Promise<{ status: number; type: string; text: string }> {
+  const response = await fetch(url, { method, headers: { accept: 'text/html,*/*', ...(jar.cookie ? { cookie: jar.cookie } : {}) } });
+  return { status: response.status, type: response.headers.get('content-type') ?? '', text: await response.text() };
+}
+
+/** What a stack trace leaves in a page: frames (`at fn (file:line:col)`) or source positions. */
+const STACK = /\bat [^\n]*\(|\.(?:js|ts|mjs):\d+|node_modules|node:internal/;
 
 describe('examples', () => {
   let running: ChildProcess | undefined;
@@ -85,4 +108,80 @@ describe('examples', () => {
       expect((await call(`${url}/me`, 'GET', { cookie: stale })).status).toBe(401);
     }, 20_000);
   }
+
+  for (const name of EXAMPLES) {
+    it(`${name}: on a busy port, exits with code 1 and one line naming the port and PORT`, async () => {
+      const blocker = createServer();
+      await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+      try {
+        const { port } = blocker.address() as AddressInfo;
+        const { code, output } = await runToExit(name, { PORT: String(port), ELASTIC_SESSION_STORE: 'memory:', ELASTIC_SESSION_SECRET: 'examples-test-secret-0123456789abcdefghij' });
+        expect(code).toBe(1);
+        expect(output.trim().split('\n').filter((line) => !line.includes('memory store'))).toEqual([
+          `cannot listen on 127.0.0.1: port ${port} is already in use; set PORT to a free port, or PORT=0 to pick one`,
+        ]);
+        expect(output).not.toMatch(STACK);
+      } finally {
+        await new Promise((resolve) => blocker.close(resolve));
+      }
+    }, 20_000);
+  }
+});
+
+describe('examples in development mode answer errors without stack traces', () => {
+  let running: ChildProcess | undefined;
+
+  afterEach(() => {
+    running?.kill();
+    running = undefined;
+  });
+
+  afterAll(() => stopAll());
+
+  for (const name of EXAMPLES) {
+    it(`${name}: a refused write and a store outage (503) show no stack trace`, async () => {
+      await checkRedisBinaries();
+      const redis = await startRedis();
+      const { child, url } = await start(name, {
+        PORT: '0',
+        NODE_ENV: 'development',
+        ELASTIC_SESSION_STORE: `redis://127.0.0.1:${redis.port}`,
+        ELASTIC_SESSION_SECRET: 'examples-test-secret-0123456789abcdefghij',
+      });
+      running = child;
+      const jar = { cookie: null as string | null };
+      expect((await call(`${url}/login?user=ada`, 'POST', jar)).status).toBe(200);
+
+      // A field name over the limit: a SessionError (400) while saving. Fastify refuses so long
+      // a path parameter itself (414, maxParamLength), before any handler runs.
+      const refused = await errorPage(`${url}/items/${'x'.repeat(300)}`, 'POST', jar);
+      if (name === 'fastify') {
+        expect(refused.status).toBe(414);
+      } else {
+        expect(refused.status).toBe(400);
+        expect(refused.text).toContain('ESESS_INVALID_INPUT');
+      }
+      expect(refused.text).not.toMatch(STACK);
+
+      await redis.kill();
+      const down = await errorPage(`${url}/me`, 'GET', jar);
+      expect(down.status).toBe(503);
+      expect(down.text).toContain('ESESS_STORE_UNAVAILABLE');
+      expect(down.text).not.toMatch(STACK);
+      if (name !== 'fastify') expect(down.type).toBe('application/problem+json');
+    }, 30_000);
+  }
+
+  it('express: a malformed path parameter is a 400 without a stack trace', async () => {
+    const { child, url } = await start('express', {
+      PORT: '0',
+      NODE_ENV: 'development',
+      ELASTIC_SESSION_STORE: `sqlite:${join(directory, 'malformed', 'sessions.db')}`,
+      ELASTIC_SESSION_SECRET: 'examples-test-secret-0123456789abcdefghij',
+    });
+    running = child;
+    const page = await errorPage(`${url}/items/%E0%A4%A`, 'POST', { cookie: null });
+    expect(page.status).toBe(400);
+    expect(page.text).not.toMatch(STACK);
+  });
 });

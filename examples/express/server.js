@@ -1,10 +1,12 @@
 // Express with elastic-session. From the repository root, after `npm run build`:
 //   node examples/express/server.js
-// Environment: PORT (default 3000), ELASTIC_SESSION_STORE (default sqlite:./data/sessions.db),
-// ELASTIC_SESSION_SECRET (at least 32 bytes).
+// Environment and routes: README.md, "Examples". PORT (default 3000), ELASTIC_SESSION_STORE
+// (default sqlite:./data/sessions.db), ELASTIC_SESSION_SECRET (at least 32 bytes).
 import express from 'express';
+import { isSessionError } from 'elastic-session';
 import { session } from 'elastic-session/express';
-import { closeOnSignal, openStore, port, profile, sessionSecret } from '../store.js';
+import { sendError } from 'elastic-session/node-http';
+import { closeOnSignal, exitOnListenError, openStore, port, profile, sessionSecret } from '../store.js';
 
 const store = await openStore();
 const app = express();
@@ -50,9 +52,20 @@ app.post('/logout', async (req, res) => {
   res.status(204).end();
 });
 
-const server = app.listen(port(), '127.0.0.1', () => {
-  console.log(`listening on http://127.0.0.1:${server.address().port}`);
+// Last: errors as the other adapters answer them. Express's own final handler would put the
+// stack trace in the page unless NODE_ENV=production.
+app.use((error, req, res, next) => {
+  if (res.headersSent) return next(error);
+  // Express's own client errors (a malformed path parameter) keep their 4xx status.
+  if (!isSessionError(error) && Number.isInteger(error?.status) && error.status >= 400 && error.status < 500) {
+    return res.status(error.status).json({ error: error.expose ? error.message : 'bad request' });
+  }
+  sendError(res, error); // a SessionError as application/problem+json (503 when the store is down), else a bare 500
 });
+
+const server = app.listen(port(), '127.0.0.1');
+server.once('listening', () => console.log(`listening on http://127.0.0.1:${server.address().port}`));
+server.once('error', exitOnListenError(store, port()));
 closeOnSignal(() => new Promise((resolve) => {
   server.closeAllConnections();
   server.close(resolve);

@@ -1,10 +1,11 @@
 // Fastify with elastic-session. From the repository root, after `npm run build`:
 //   node examples/fastify/server.js
-// Environment: PORT (default 3000), ELASTIC_SESSION_STORE (default sqlite:./data/sessions.db),
-// ELASTIC_SESSION_SECRET (at least 32 bytes).
+// Environment and routes: README.md, "Examples". PORT (default 3000), ELASTIC_SESSION_STORE
+// (default sqlite:./data/sessions.db), ELASTIC_SESSION_SECRET (at least 32 bytes).
+// Fastify's default error handler answers JSON without a stack trace (503 when the store is down).
 import Fastify from 'fastify';
 import { fastifySession } from 'elastic-session/fastify';
-import { closeOnSignal, openStore, port, profile, sessionSecret } from '../store.js';
+import { closeOnSignal, exitOnListenError, openStore, port, profile, sessionSecret } from '../store.js';
 
 const store = await openStore();
 const app = Fastify();
@@ -43,6 +44,10 @@ app.post('/logout', async (request, reply) => {
   return reply.code(204).send();
 });
 
-await app.listen({ port: port(), host: '127.0.0.1' });
+try {
+  await app.listen({ port: port(), host: '127.0.0.1' });
+} catch (error) {
+  await exitOnListenError(store, port())(error);
+}
 console.log(`listening on http://127.0.0.1:${app.server.address().port}`);
 closeOnSignal(() => app.close(), store);

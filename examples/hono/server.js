@@ -1,12 +1,13 @@
 // Hono with elastic-session, served by @hono/node-server. From the repository root, after
 // `npm run build`:
 //   node examples/hono/server.js
-// Environment: PORT (default 3000), ELASTIC_SESSION_STORE (default sqlite:./data/sessions.db),
-// ELASTIC_SESSION_SECRET (at least 32 bytes).
+// Environment and routes: README.md, "Examples". PORT (default 3000), ELASTIC_SESSION_STORE
+// (default sqlite:./data/sessions.db), ELASTIC_SESSION_SECRET (at least 32 bytes).
+// Session errors answer as application/problem+json, others as Hono's bare 500: no stack traces.
 import { serve } from '@hono/node-server';
 import { Hono } from 'hono';
 import { session } from 'elastic-session/hono';
-import { closeOnSignal, openStore, port, profile, sessionSecret } from '../store.js';
+import { closeOnSignal, exitOnListenError, openStore, port, profile, sessionSecret } from '../store.js';
 
 const store = await openStore();
 const app = new Hono();
@@ -54,6 +55,7 @@ app.post('/logout', async (c) => {
 const server = serve({ fetch: app.fetch, port: port(), hostname: '127.0.0.1' }, (info) => {
   console.log(`listening on http://127.0.0.1:${info.port}`);
 });
+server.once('error', exitOnListenError(store, port()));
 closeOnSignal(() => new Promise((resolve) => {
   server.closeAllConnections();
   server.close(resolve);

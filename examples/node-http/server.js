@@ -1,10 +1,11 @@
 // Plain node:http with elastic-session. From the repository root, after `npm run build`:
 //   node examples/node-http/server.js
-// Environment: PORT (default 3000), ELASTIC_SESSION_STORE (default sqlite:./data/sessions.db),
-// ELASTIC_SESSION_SECRET (at least 32 bytes).
+// Environment and routes: README.md, "Examples". PORT (default 3000), ELASTIC_SESSION_STORE
+// (default sqlite:./data/sessions.db), ELASTIC_SESSION_SECRET (at least 32 bytes).
+// withSession answers session errors as application/problem+json, others as a bare 500.
 import { createServer } from 'node:http';
 import { withSession } from 'elastic-session/node-http';
-import { closeOnSignal, openStore, port, profile, sessionSecret } from '../store.js';
+import { closeOnSignal, exitOnListenError, openStore, port, profile, sessionSecret } from '../store.js';
 
 const store = await openStore();
 
@@ -42,7 +43,12 @@ const server = createServer(withSession(options, async (req, res, session) => {
   }
   const item = /^POST \/items\/([^/]+)$/.exec(route);
   if (item) {
-    const name = decodeURIComponent(item[1]);
+    let name;
+    try {
+      name = decodeURIComponent(item[1]);
+    } catch {
+      return send(res, 400, { error: 'malformed item name' });
+    }
     const s = await session;
     const field = `item:${name}`;
     s[field] = (s[field] ?? 0) + 1; // only this field is written
@@ -56,6 +62,7 @@ const server = createServer(withSession(options, async (req, res, session) => {
   send(res, 404, { error: 'not found' });
 }));
 
+server.once('error', exitOnListenError(store, port()));
 server.listen(port(), '127.0.0.1', () => {
   console.log(`listening on http://127.0.0.1:${server.address().port}`);
 });
