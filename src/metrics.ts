@@ -36,6 +36,8 @@ export interface StoreUsage {
   bytes?: number | null;
   /** Live sessions, counted exactly. */
   sessions?: number | null;
+  /** Sessions past their deadline the store still holds (stores swept in batches). */
+  expired?: number | null;
   /** The memory store's name for `keys`. */
   entries?: number | null;
   /** The Redis store's name for `bytes` (`used_memory`). */
@@ -89,7 +91,7 @@ function count(value: unknown): number | null {
 }
 
 /** Reads a store's usage in the shapes the bundled stores report; null when it reports none. */
-export async function readStoreUsage(store: UsageSource): Promise<{ keys: number | null; bytes: number | null; sessions: number | null } | null> {
+export async function readStoreUsage(store: UsageSource): Promise<{ keys: number | null; bytes: number | null; sessions: number | null; expired: number | null } | null> {
   const source = store.usage;
   if (source === undefined || source === null) return null;
   const usage = typeof source === 'function' ? await source.call(store) : source;
@@ -98,6 +100,7 @@ export async function readStoreUsage(store: UsageSource): Promise<{ keys: number
     keys: count(usage.keys ?? usage.entries),
     bytes: count(usage.bytes ?? usage.memoryBytes),
     sessions: count(usage.sessions),
+    expired: count(usage.expired),
   };
 }
 
@@ -206,11 +209,13 @@ export function createSessionMetrics(options: SessionMetricsOptions = {}): Sessi
       storeKeys.reset();
       storeBytes.reset();
       activeSessions.reset();
+      expiredRecords.reset();
       results.forEach((usage, index) => {
         if (!usage) return;
         const store = labelValue((stores[index] as UsageSource).name);
         if (usage.keys !== null) storeKeys.set({ store }, usage.keys);
         if (usage.bytes !== null) storeBytes.set({ store }, usage.bytes);
+        if (usage.expired !== null) expiredRecords.set({ store }, usage.expired);
         if (usage.sessions !== null) activeSessions.set({ store, accuracy: 'exact' }, usage.sessions);
         else if (usage.keys !== null) activeSessions.set({ store, accuracy: 'estimate' }, usage.keys);
       });
@@ -229,6 +234,13 @@ export function createSessionMetrics(options: SessionMetricsOptions = {}): Sessi
   const storeBytes = new Gauge({
     name: name('store_bytes'),
     help: 'Bytes the store holds or uses (file size, server memory or approximate heap, as the store tells)',
+    labelNames: ['store'] as const,
+    registers,
+    collect: refreshUsage,
+  });
+  const expiredRecords = new Gauge({
+    name: name('store_expired_records'),
+    help: 'Sessions past their deadline that the store still holds until a sweep removes them (where it tells): an expiry counts when it happens',
     labelNames: ['store'] as const,
     registers,
     collect: refreshUsage,

@@ -312,7 +312,7 @@ describe('store usage', () => {
     fail = true;
     const text = await fresh.text();
     expect(text).not.toContain('fresh_store_keys{store="flaky"}');
-    expect(await readStoreUsage({ name: 'x', usage: { entries: 3, bytes: 10 } })).toEqual({ keys: 3, bytes: 10, sessions: null });
+    expect(await readStoreUsage({ name: 'x', usage: { entries: 3, bytes: 10 } })).toEqual({ keys: 3, bytes: 10, sessions: null, expired: null });
   });
 });
 
@@ -352,6 +352,34 @@ describe('near-cache metrics', () => {
       expect(text).toMatch(/elastic_session_near_cache_entries\{store="memory"\} 0/);
     } finally {
       metrics.close();
+    }
+  });
+});
+
+describe('expired records still held', () => {
+  it('store_expired_records counts sessions past their deadline that a sweep has not removed yet (SQLite, memory)', async () => {
+    const { sqliteStore } = await import('../src/stores/sqlite.js');
+    const { memoryStore } = await import('../src/stores/memory.js');
+    const { storedRecord, storeKey } = await import('../src/testing/fixtures.js');
+    let now = Date.now();
+    const clock = () => now;
+    const sqlite = sqliteStore({ path: ':memory:', clock });
+    const memory = memoryStore({ clock });
+    const metrics = createSessionMetrics({ stores: [sqlite, memory], usageIntervalMs: 0 });
+    try {
+      for (const store of [sqlite, memory]) {
+        await store.create(storeKey(), storedRecord({}, { idleTimeout: 1_000 }, now));
+        await store.create(storeKey(), storedRecord({}, {}, now));
+      }
+      now += 5_000;
+      const text = await metrics.text();
+      expect(text).toMatch(/elastic_session_store_expired_records\{store="sqlite"\} 1/);
+      expect(text).toMatch(/elastic_session_store_expired_records\{store="memory"\} 1/);
+      expect(await sqlite.sweep(10)).toBe(1);
+      expect(await metrics.text()).toMatch(/elastic_session_store_expired_records\{store="sqlite"\} 0/);
+    } finally {
+      metrics.close();
+      await sqlite.close();
     }
   });
 });

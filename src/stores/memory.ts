@@ -56,11 +56,16 @@ export class MemoryStore implements SessionStore {
     this.#clock = options.clock ?? systemClock;
   }
 
-  /** Records held now (live sessions and tombstones), their approximate bytes, and the live sessions among them. */
-  get usage(): { entries: number; bytes: number; sessions: number } {
+  /** Records held now (live sessions and tombstones), their approximate bytes, the live sessions among them, and the expired ones not yet dropped. */
+  get usage(): { entries: number; bytes: number; sessions: number; expired: number } {
     let sessions = 0;
-    for (const entry of this.#entries.values()) if (entry.kind === 'live' && !this.#isDead(entry)) sessions++;
-    return { entries: this.#entries.size, bytes: this.#bytes, sessions };
+    let expired = 0;
+    for (const entry of this.#entries.values()) {
+      if (entry.kind !== 'live') continue;
+      if (this.#isDead(entry)) expired++;
+      else sessions++;
+    }
+    return { entries: this.#entries.size, bytes: this.#bytes, sessions, expired };
   }
 
   async load(key: string): Promise<StoredSession | null> {

@@ -180,19 +180,21 @@ export class SqliteStore implements SessionStore {
   }
 
   /**
-   * For metrics: records (sessions and tombstones), live sessions, and the database file size
-   * (page_count x page_size). Counting scans the sessions table: call it seldom.
+   * For metrics: records (sessions and tombstones), live sessions, sessions past their deadline
+   * that the sweep has not removed yet (so an expiry counts when it happens), and the database
+   * file size (page_count x page_size). Counting scans the sessions table: call it seldom.
    */
-  async usage(): Promise<{ keys: number; sessions: number; bytes: number }> {
+  async usage(): Promise<{ keys: number; sessions: number; expired: number; bytes: number }> {
     return this.#run('usage', () => {
-      const [keys, sessions] = this.#db
-        .prepare('SELECT count(*), coalesce(sum(tombstone_until IS NULL AND expires_at > ?), 0) FROM elastic_sessions')
+      const now = this.#clock();
+      const [keys, sessions, expired] = this.#db
+        .prepare('SELECT count(*), coalesce(sum(tombstone_until IS NULL AND expires_at > ?), 0), coalesce(sum(tombstone_until IS NULL AND expires_at <= ?), 0) FROM elastic_sessions')
         .safeIntegers(false)
         .raw()
-        .get(this.#clock()) as [number, number];
+        .get(now, now) as [number, number, number];
       const pages = Number(this.#db.pragma('page_count', { simple: true }));
       const pageSize = Number(this.#db.pragma('page_size', { simple: true }));
-      return { keys, sessions, bytes: pages * pageSize };
+      return { keys, sessions, expired, bytes: pages * pageSize };
     });
   }
 
