@@ -10,7 +10,7 @@ export { decodeFields, encodeFields, readSession, toInteger } from './stores/kit
 export type { RecordRow } from './stores/kit/record-codec.js';
 export { mergeForeign, mergeForeignSync } from './stores/kit/replica.js';
 export type { ForeignMerge } from './stores/kit/replica.js';
-export { StoreShell, withTimeout } from './stores/kit/shell.js';
+export { once, StoreShell, withTimeout } from './stores/kit/shell.js';
 export { importDriver } from './stores/kit/driver.js';
 export { copyRecord, copyState, covers, mergeDelta, mergeRecords, mergeWatermarks, newer, revokedTombstone, sameState, settle, tombstoneOf, watermarkAt } from './core/record.js';
 export { formatStamp, wallOf, STAMP_PATTERN } from './core/hlc.js';

@@ -59,3 +59,18 @@ export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
+
+/**
+ * A setup step (a schema check, a bucket's settings) run once, on first use: concurrent callers
+ * share one run, and a failure is forgotten so the next call tries again.
+ */
+export function once(init: () => Promise<void>): () => Promise<void> {
+  let ready: Promise<void> | undefined;
+  return () => {
+    ready ??= init().catch((error: unknown) => {
+      ready = undefined;
+      throw error;
+    });
+    return ready;
+  };
+}

@@ -23,3 +23,28 @@ export function schemaBehindError(store: string, found: number, supported: numbe
     context: { store, schemaVersion: found, supportedVersion: supported },
   });
 }
+
+/**
+ * A SQL store's first step: migrate (`migrate: true`), or read the schema version and refuse
+ * tables behind this release with a message that says what to run.
+ */
+export async function migrateOrCheck(options: {
+  store: string;
+  migrate: boolean;
+  run: () => Promise<unknown>;
+  version: () => Promise<number>;
+  supported: number;
+  wrap: (error: unknown) => Error;
+}): Promise<void> {
+  if (options.migrate) {
+    await options.run();
+    return;
+  }
+  let found: number;
+  try {
+    found = await options.version();
+  } catch (error) {
+    throw options.wrap(error);
+  }
+  if (found < options.supported) throw schemaBehindError(options.store, found, options.supported);
+}

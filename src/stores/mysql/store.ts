@@ -20,8 +20,8 @@ import { expiresAt, systemClock } from '../../core/types.js';
 import { backoff } from '../kit/cas.js';
 import { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp } from '../kit/checks.js';
 import { encodeFields, toInteger } from '../kit/record-codec.js';
-import { schemaBehindError } from '../kit/sql-schema.js';
-import { StoreShell } from '../kit/shell.js';
+import { migrateOrCheck } from '../kit/sql-schema.js';
+import { once, StoreShell } from '../kit/shell.js';
 import { isFatal, STORE, storeError } from './errors.js';
 import { mergeLocked, raiseWatermark, revokeCovered } from './replica.js';
 import type { Tables } from './replica.js';
@@ -72,7 +72,16 @@ export class MysqlStore implements SessionStore {
   readonly #clock: Clock;
   readonly #onClose: (() => Promise<void>) | undefined;
   readonly #shell = new StoreShell(STORE, { classify: storeError });
-  #ready: Promise<void> | undefined;
+  readonly #ready = once(() =>
+    migrateOrCheck({
+      store: STORE,
+      migrate: this.#migrate,
+      run: () => migrateMysql(this.#pool, { table: this.#table }),
+      version: () => schemaVersion(this.#pool, this.#table),
+      supported: MYSQL_SCHEMA_VERSION,
+      wrap: (error) => storeError(error, 'migrate'),
+    }),
+  );
 
   constructor(options: MysqlStoreOptions, onClose?: () => Promise<void>) {
     if (!options || typeof options.pool?.query !== 'function' || typeof options.pool.getConnection !== 'function') throw configError('pool', 'must be a mysql2/promise Pool');
@@ -363,23 +372,7 @@ export class MysqlStore implements SessionStore {
   }
 
   #whenReady(): Promise<void> {
-    this.#ready ??= (async () => {
-      if (this.#migrate) {
-        await migrateMysql(this.#pool, { table: this.#table });
-        return;
-      }
-      let found: number;
-      try {
-        found = await schemaVersion(this.#pool, this.#table);
-      } catch (error) {
-        throw storeError(error, 'migrate');
-      }
-      if (found < MYSQL_SCHEMA_VERSION) throw schemaBehindError(STORE, found, MYSQL_SCHEMA_VERSION);
-    })().catch((error: unknown) => {
-      this.#ready = undefined;
-      throw error;
-    });
-    return this.#ready;
+    return this.#ready();
   }
 }
 

@@ -20,7 +20,7 @@ import { expiresAt, systemClock } from '../../core/types.js';
 import { casLoop, RETRY } from '../kit/cas.js';
 import { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp } from '../kit/checks.js';
 import { mergeForeign } from '../kit/replica.js';
-import { StoreShell } from '../kit/shell.js';
+import { once, StoreShell } from '../kit/shell.js';
 import {
   ABSENT,
   decodeCursor,
@@ -94,7 +94,12 @@ export class NatsStore implements SessionStore {
   readonly #onClose: (() => Promise<void>) | undefined;
   /** The bucket's `max_age` in milliseconds (0: none), read once before the first operation. */
   #maxAgeMs = 0;
-  #ready: Promise<void> | undefined;
+  readonly #ready = once(async () => {
+    const status = await this.#kv.status();
+    // Walks read every message of the stream: older revisions would pass for current records.
+    if (status.history !== 1) throw configError('kv', `the bucket must keep history 1 (it keeps ${status.history})`);
+    this.#maxAgeMs = status.ttl;
+  });
 
   constructor(options: NatsStoreOptions, onClose?: () => Promise<void>) {
     const kv = options?.kv;
@@ -307,16 +312,7 @@ export class NatsStore implements SessionStore {
 
   /** Reads the bucket's settings once; a failure is retried by the next call. */
   #whenReady(): Promise<void> {
-    this.#ready ??= (async () => {
-      const status = await this.#kv.status();
-      // Walks read every message of the stream: older revisions would pass for current records.
-      if (status.history !== 1) throw configError('kv', `the bucket must keep history 1 (it keeps ${status.history})`);
-      this.#maxAgeMs = status.ttl;
-    })().catch((error: unknown) => {
-      this.#ready = undefined;
-      throw error;
-    });
-    return this.#ready;
+    return this.#ready();
   }
 
   async #read(item: string, count = true): Promise<{ revision: number; record: Decoded }> {

@@ -20,8 +20,8 @@ import { expiresAt, systemClock } from '../../core/types.js';
 import { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp } from '../kit/checks.js';
 import { encodeFields, toInteger } from '../kit/record-codec.js';
 import { mergeForeign } from '../kit/replica.js';
-import { schemaBehindError } from '../kit/sql-schema.js';
-import { StoreShell } from '../kit/shell.js';
+import { migrateOrCheck } from '../kit/sql-schema.js';
+import { once, StoreShell } from '../kit/shell.js';
 import { STORE, storeError, toNumber } from './errors.js';
 import { sessionOf, stateOf, watermarkOf } from './rows.js';
 import type { Row } from './rows.js';
@@ -69,7 +69,16 @@ export class PostgresStore implements SessionStore {
   readonly #onClose: (() => Promise<void>) | undefined;
   readonly #sql: Statements;
   readonly #shell = new StoreShell(STORE, { classify: storeError });
-  #ready: Promise<void> | undefined;
+  readonly #ready = once(() =>
+    migrateOrCheck({
+      store: STORE,
+      migrate: this.#migrate,
+      run: () => migratePostgres(this.#pool, { schema: this.#t.schema, table: this.#t.name }),
+      version: () => schemaVersion(this.#pool, this.#t),
+      supported: POSTGRES_SCHEMA_VERSION,
+      wrap: (error) => storeError(error, 'migrate'),
+    }),
+  );
 
   constructor(options: PostgresStoreOptions, onClose?: () => Promise<void>) {
     if (!options || typeof options.pool?.query !== 'function' || typeof options.pool.connect !== 'function') throw configError('pool', 'must be a pg Pool');
@@ -303,23 +312,7 @@ export class PostgresStore implements SessionStore {
 
   /** Migrates (or checks the version) once; a failure is retried by the next call. */
   #whenReady(): Promise<void> {
-    this.#ready ??= (async () => {
-      if (this.#migrate) {
-        await migratePostgres(this.#pool, { schema: this.#t.schema, table: this.#t.name });
-        return;
-      }
-      let found: number;
-      try {
-        found = await schemaVersion(this.#pool, this.#t);
-      } catch (error) {
-        throw storeError(error, 'migrate');
-      }
-      if (found < POSTGRES_SCHEMA_VERSION) throw schemaBehindError(STORE, found, POSTGRES_SCHEMA_VERSION);
-    })().catch((error: unknown) => {
-      this.#ready = undefined;
-      throw error;
-    });
-    return this.#ready;
+    return this.#ready();
   }
 }
 
