@@ -8,7 +8,7 @@ import type { DataLimits } from './json.js';
 import { MAX_COOKIE_CANDIDATES } from './manager-options.js';
 import type { CookieCandidate, CreateOptions, EventContext, RegenerateOptions, SaveOptions, SaveResult, SessionManagerOptions, UserSessionSummary } from './manager-options.js';
 import { checkInputTimeout, checkUserId, refuseWeakSecrets, resolveManagerOptions } from './options.js';
-import { decodeRecord, encodeChanges } from './record-codec.js';
+import { decodeRecord, encodeChanges } from './field-codec.js';
 import { Session } from './session.js';
 import type { SessionData, StoredAuthentication } from './session.js';
 import { publishConflict, publishCookieRejected, publishCorrupt, publishSession, subjectOf, traceStore } from './telemetry.js';

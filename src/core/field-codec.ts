@@ -6,7 +6,7 @@ import type { SessionData, StoredAuthentication, Written } from './session.js';
 import type { Clock, SessionMeta, StoredField, StoredSession } from './types.js';
 import { systemClock } from './types.js';
 
-/** Between a request's session and a store record: the manager's encoding of field values. */
+/** Between a request's session and a store record: the manager's encoding of field values (the stores' JSON record codec is src/stores/kit/record-codec.ts). */
 
 export const MAX_FIELD_NAME = 256;
 
