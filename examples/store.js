@@ -7,9 +7,18 @@
 import { randomBytes } from 'node:crypto';
 import { openStoreUrl } from 'elastic-session/service';
 
-/** Opens the store named by ELASTIC_SESSION_STORE. */
+/**
+ * Opens the store named by ELASTIC_SESSION_STORE; with ELASTIC_SESSION_NEAR_CACHE=ENTRIES, behind a
+ * near-cache of that many sessions (a Redis URL: other instances' writes invalidate it).
+ */
 export function openStore(url = process.env.ELASTIC_SESSION_STORE || 'sqlite:./data/sessions.db') {
-  return openStoreUrl(url, 'ELASTIC_SESSION_STORE');
+  const entries = process.env.ELASTIC_SESSION_NEAR_CACHE;
+  if (entries === undefined || entries === '') return openStoreUrl(url, 'ELASTIC_SESSION_STORE');
+  if (!/^[1-9][0-9]*$/.test(entries)) {
+    console.error('ELASTIC_SESSION_NEAR_CACHE must be a positive number of entries');
+    process.exit(1);
+  }
+  return openStoreUrl(url, 'ELASTIC_SESSION_STORE', { nearCache: Number(entries) });
 }
 
 /** ELASTIC_SESSION_SECRET (at least 32 bytes), or a random one for this process only. */

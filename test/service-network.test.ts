@@ -117,3 +117,27 @@ describe('two applications on one store (security round 2, item 6)', () => {
     expect(warnings('memory:')).toBeNull();
   });
 });
+
+describe('--near-cache', () => {
+  it('serves a Redis store through a near-cache: a read after a write sees the write, a destroy is final', async () => {
+    const prefix = `es-nc-${Date.now().toString(36)}:`;
+    const url = new URL(SHARED_REDIS_URL);
+    url.searchParams.set('prefix', prefix);
+    const { request, close } = await startService({ store: url.toString(), nearCache: 100 });
+    try {
+      const created = (await (await request('POST', '/v1/sessions', { json: { data: { a: 1 } } })).json()) as SessionResource;
+      expect(((await (await request('GET', `/v1/sessions/${created.id}`)).json()) as SessionResource).data).toEqual({ a: 1 });
+      await request('PATCH', `/v1/sessions/${created.id}`, { json: { set: { a: 2 } } });
+      expect(((await (await request('GET', `/v1/sessions/${created.id}`)).json()) as SessionResource).data).toEqual({ a: 2 });
+      expect((await request('DELETE', `/v1/sessions/${created.id}`)).status).toBe(204);
+      expect((await request('GET', `/v1/sessions/${created.id}`)).status).toBe(404);
+    } finally {
+      await close();
+    }
+  });
+
+  it('refuses a store whose other instances could not invalidate the cache, naming the option', async () => {
+    await expect(startService({ store: 'memory:', nearCache: 10 })).rejects.toMatchObject({ code: 'ESESS_CONFIG', context: { option: 'near-cache' } });
+    await expect(startService({ store: 'redis-cluster://127.0.0.1:7000', nearCache: 10 })).rejects.toMatchObject({ code: 'ESESS_CONFIG' });
+  });
+});

@@ -2,6 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isSessionError, SessionError } from '../core/errors.js';
+import { closest } from './suggest.js';
 import { safeJsonParse } from '../core/json.js';
 import { checkAllowedHosts, checkApiKeys, checkExposure, checkHost, checkPort, checkSecrets, checkSwitch, checkTimeout, DEFAULT_SERVICE_CONFIG, optionError } from '../service/config.js';
 import { parseHashKey, serviceHashKey } from '../service/secret.js';
@@ -35,6 +36,7 @@ export const SETTINGS = {
   host: { flag: 'host', env: undefined, arg: '<addr>', summary: 'address to listen on (default 127.0.0.1; other than loopback needs API keys)' },
   allowedHosts: { flag: 'allowed-host', env: 'ELASTIC_SESSION_ALLOWED_HOSTS', arg: '<name[:port]>', list: true, summary: 'a Host the service answers to besides its listen address' },
   store: { flag: 'store', env: 'ELASTIC_SESSION_STORE', arg: '<url>', summary: 'store URL (sqlite:PATH, memory:, redis://, postgres://, ...)' },
+  nearCache: { flag: 'near-cache', env: 'ELASTIC_SESSION_NEAR_CACHE', arg: '<entries>', summary: 'an in-process near-cache of this many sessions (Redis, invalidated by client tracking)' },
   idleTimeout: { flag: 'idle-timeout', env: undefined, arg: '<s>', summary: 'seconds without activity before a session dies' },
   absoluteTimeout: { flag: 'absolute-timeout', env: undefined, arg: '<s>', summary: 'seconds after creation before a session dies' },
   secret: { flag: 'secret', env: 'ELASTIC_SESSION_SECRET', arg: '<text>', list: true, summary: "the service's secret(s), newest first" },
@@ -65,7 +67,7 @@ const HASH_KEY_OPTION = '--hash-key (or ELASTIC_SESSION_HASH_KEY)';
 /** The settings each command takes: its flags, and the config-file keys its help lists. */
 export const COMMAND_SETTINGS: Record<Command, readonly Setting[]> = {
   serve: [
-    'port', 'host', 'allowedHosts', 'store', 'idleTimeout', 'absoluteTimeout', 'secret', 'secretFile', 'hashKey', 'hashKeyFile', 'apiKeys', 'apiKeyFile',
+    'port', 'host', 'allowedHosts', 'store', 'nearCache', 'idleTimeout', 'absoluteTimeout', 'secret', 'secretFile', 'hashKey', 'hashKeyFile', 'apiKeys', 'apiKeyFile',
     'publicMetrics', 'encryptionKeys', 'tlsCert', 'tlsKey', 'tlsClientCa', 'tokenIssuer', 'tokenAudience', 'accessTokenTtl', 'refreshTokenTtl', 'tokenKey',
     'maxSessionsPerUser', 'onTooManySessions',
   ],
@@ -89,38 +91,6 @@ export function argOptions(command: Command): Record<string, { type: 'string' | 
     options[flag] = arg === undefined ? { type: 'boolean' } : list ? { type: 'string', multiple: true } : { type: 'string' };
   }
   return options;
-}
-
-/**
- * The candidate closest to a mistyped word (edit distance with transpositions, or a prefix of
- * three letters or more), or undefined when none is close: "did you mean" for commands and flags.
- */
-export function closest(word: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = Number.POSITIVE_INFINITY;
-  for (const candidate of candidates) {
-    const distance = word.length >= 3 && candidate.startsWith(word) ? 0.5 : editDistance(word, candidate);
-    if (distance < bestDistance) {
-      best = candidate;
-      bestDistance = distance;
-    }
-  }
-  return bestDistance <= Math.min(2, Math.max(1, Math.floor(word.length / 3))) ? best : undefined;
-}
-
-/** Optimal string alignment distance: insertions, deletions, substitutions and swaps of neighbours. */
-function editDistance(a: string, b: string): number {
-  const rows: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
-  const at = (i: number, j: number): number => (rows[i] as number[])[j] as number;
-  for (let i = 1; i <= a.length; i++) {
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let value = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) value = Math.min(value, at(i - 2, j - 2) + 1);
-      (rows[i] as number[])[j] = value;
-    }
-  }
-  return at(a.length, b.length);
 }
 
 /** What to say about an unknown flag: the closest flag of this command, or the commands that take it. */
@@ -158,6 +128,8 @@ export interface CliConfig {
   tls: { cert: Buffer; key: Buffer; clientCa?: Buffer } | undefined;
   /** Token mode settings given; the rest keep the service's defaults. */
   tokens: { issuer?: string; audience?: string; accessTtl?: number; refreshTtl?: number; key?: Buffer };
+  /** Entries of a near-cache in front of the store, or undefined for none. */
+  nearCache: number | undefined;
   /** The per-user session limit, when given, and what to do beyond it. */
   sessionLimit: { maxSessionsPerUser?: number; onTooManySessions?: 'evict-oldest' | 'refuse' };
 }
@@ -256,6 +228,7 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
   const accessTtl = pick('accessTokenTtl');
   const refreshTtl = pick('refreshTokenTtl');
   const tokenKey = pick('tokenKey');
+  const nearCache = pick('nearCache');
   const maxSessions = pick('maxSessionsPerUser');
   const onTooMany = pick('onTooManySessions');
   const config: CliConfig = {
@@ -281,6 +254,7 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
       ...(refreshTtl ? { refreshTtl: checkSeconds(refreshTtl, MAX_TIMEOUT_SECONDS) } : {}),
       ...(tokenKey ? { key: readTokenKey(tokenKey, cwd) } : {}),
     },
+    nearCache: nearCache ? checkCount(nearCache) : undefined,
     sessionLimit: {
       ...(maxSessions ? { maxSessionsPerUser: checkCount(maxSessions) } : {}),
       ...(onTooMany ? { onTooManySessions: checkChoice(onTooMany, ['evict-oldest', 'refuse'] as const) } : {}),
@@ -312,6 +286,7 @@ export function parseCommand(command: Command, argv: readonly string[], env: Nod
       encryptionKeys: undefined,
       tls: undefined,
       tokens: {},
+      nearCache: undefined,
       sessionLimit: {},
     };
   }

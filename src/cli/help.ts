@@ -136,6 +136,9 @@ ${STORE_OPTION}
   --on-too-many-sessions evict-oldest|refuse  Beyond that: end the user's oldest session, or
                            refuse the login with 409 (default evict-oldest)
                                                             [env ELASTIC_SESSION_ON_TOO_MANY_SESSIONS]
+  --near-cache <entries>   An in-process near-cache of this many sessions in front of the store
+                           (Redis standalone or Sentinel: other instances' writes invalidate it
+                           by client tracking)                 [env ELASTIC_SESSION_NEAR_CACHE]
   --config <file.json>     Read settings from a JSON file
   -h, --help               Show this help
 

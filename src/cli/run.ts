@@ -8,7 +8,8 @@ import { toResource } from '../service/routes.js';
 import { generateSecret, resolveSecrets, serviceHashKey } from '../service/secret.js';
 import { isDurable, openStore } from '../service/stores.js';
 import { canScan, encryptedStore, reencryptAll } from '../stores/encrypted.js';
-import { closest, COMMANDS, parseCommand } from './config.js';
+import { COMMANDS, parseCommand } from './config.js';
+import { closest } from './suggest.js';
 import type { CliConfig, Command } from './config.js';
 import { COMMAND_HELP, MAIN_HELP } from './help.js';
 import { packageVersion } from '../service/version.js';
@@ -124,6 +125,7 @@ async function serve(config: CliConfig, io: CliIO): Promise<number> {
     ...(config.tls === undefined ? {} : { tls: config.tls }),
     tokens: config.tokens,
     ...config.sessionLimit,
+    ...(config.nearCache === undefined ? {} : { nearCache: config.nearCache }),
   });
   let address;
   try {

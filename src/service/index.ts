@@ -76,7 +76,7 @@ export interface Service {
 export async function createService(options: ServiceOptions = {}): Promise<Service> {
   const config = resolveConfig(options);
   const { log } = config;
-  const stores = await openServiceStore(options.store ?? DEFAULT_SERVICE_CONFIG.store, config, options.cwd);
+  const stores = await openServiceStore(options.store ?? DEFAULT_SERVICE_CONFIG.store, config, options.cwd, options.nearCache);
   const { spec, opened, store, owned } = stores;
   const { manager, tokens, maxAbsoluteTimeout } = await buildManager(options, config, stores);
   if (spec?.scheme === 'memory' || store.name === 'memory') {

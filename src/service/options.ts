@@ -63,6 +63,8 @@ export interface ServiceOptions {
   absoluteTimeout?: number;
   /** Largest request body in bytes. @default 262144 */
   bodyLimit?: number;
+  /** Entries of an in-process near-cache in front of the store (a Redis URL, standalone or Sentinel). */
+  nearCache?: number;
   /** Most live sessions one user may have (`SessionManager` option of the same name). */
   maxSessionsPerUser?: number;
   /** Beyond `maxSessionsPerUser`: end the oldest, or refuse the login (409). @default 'evict-oldest' */

@@ -26,9 +26,10 @@ export interface ServiceStore {
 }
 
 /** Step 2 of `createService`: the store a URL names (opened here, closed by the service), or the caller's own. */
-export async function openServiceStore(given: string | SessionStore, config: ServiceConfig, cwd: string | undefined): Promise<ServiceStore> {
+export async function openServiceStore(given: string | SessionStore, config: ServiceConfig, cwd: string | undefined, nearCache?: number): Promise<ServiceStore> {
   const spec = typeof given === 'string' ? parseStoreUrl(given, 'store', cwd) : null;
-  const opened = spec ? await openStore(spec) : (given as SessionStore);
+  if (spec === null && nearCache !== undefined) throw optionError('nearCache', 'takes a store URL; wrap a store object with nearCache() from elastic-session/stores/near-cache yourself');
+  const opened = spec ? await openStore(spec, nearCache === undefined ? {} : { nearCache }) : (given as SessionStore);
   const store = config.encryptionKeys ? encryptedStore(opened, { keys: config.encryptionKeys, production: false }) : opened;
   const shared = spec === null ? null : sharedNamespaceWarning(spec);
   if (shared !== null) config.log.warn(shared);

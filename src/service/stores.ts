@@ -87,7 +87,14 @@ export function isDurable(spec: StoreSpec): boolean {
  * Opens the store a spec names. Store modules load lazily, so a missing optional driver is a
  * clear error naming the store URL instead of a crash at startup.
  */
-export async function openStore(spec: StoreSpec): Promise<SessionStore> {
+/** How a store is opened besides its URL. */
+export interface OpenStoreOptions {
+  /** Put a near-cache of this many entries in front (Redis standalone or Sentinel: invalidated by client tracking). */
+  nearCache?: number;
+}
+
+export async function openStore(spec: StoreSpec, options: OpenStoreOptions = {}): Promise<SessionStore> {
+  if (options.nearCache !== undefined) return openNearCached(spec, options.nearCache);
   if (spec.scheme === 'memory') {
     const { memoryStore } = await import('../stores/memory.js');
     return memoryStore();
@@ -113,13 +120,35 @@ export async function openStore(spec: StoreSpec): Promise<SessionStore> {
 }
 
 /** Parses and opens a store URL in one step (for apps and examples that take the service's `--store` URLs). */
-export async function openStoreUrl(url: string, option = 'store'): Promise<SessionStore> {
-  return openStore(parseStoreUrl(url, option));
+export async function openStoreUrl(url: string, option = 'store', options: OpenStoreOptions = {}): Promise<SessionStore> {
+  return openStore(parseStoreUrl(url, option), options);
 }
 
-async function openNetworkStore(scheme: NetworkScheme, url: string): Promise<SessionStore> {
+/**
+ * A near-cached store. Only Redis tells other instances' writes (client tracking) today; any other
+ * store would serve another instance's stale copy unbounded, so it is refused until the change log
+ * feeds invalidations.
+ */
+async function openNearCached(spec: StoreSpec, maxEntries: number): Promise<SessionStore> {
+  if (!Number.isSafeInteger(maxEntries) || maxEntries < 1) throw new SessionError('ESESS_CONFIG', { message: 'near-cache must be a positive number of entries', context: { option: 'near-cache' } });
+  if (spec.scheme !== 'redis' || /^rediss?-cluster:/.test(spec.url)) {
+    throw new SessionError('ESESS_CONFIG', {
+      message: `near-cache needs a standalone or Sentinel Redis store (invalidated by client tracking), not ${redactStoreUrl(spec.url)}`,
+      context: { option: 'near-cache' },
+    });
+  }
+  const { openRedisNearCache } = await import('../stores/near-cache.js');
+  return openNetworkStoreWith(spec.url, () => openRedisNearCache(spec.url, { maxEntries }));
+}
+
+function openNetworkStore(scheme: NetworkScheme, url: string): Promise<SessionStore> {
+  return openNetworkStoreWith(url, () => NETWORK_OPENERS[scheme](url), scheme);
+}
+
+/** Opens a networked store; failures are typed and name the URL redacted (it may carry a password). */
+async function openNetworkStoreWith(url: string, open: () => Promise<SessionStore>, scheme = 'redis'): Promise<SessionStore> {
   try {
-    return await NETWORK_OPENERS[scheme](url);
+    return await open();
   } catch (error) {
     if (error instanceof SessionError) {
       // The opener's message names the problem; the URL may carry a password, so only the redacted form is shown.
