@@ -5,7 +5,7 @@
  * See docs/writing-a-store.md.
  */
 export { casLoop, backoff, RETRY } from './stores/kit/cas.js';
-export { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp, invalidInput } from './stores/kit/checks.js';
+export { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp, checkSweepLimit, invalidInput } from './stores/kit/checks.js';
 export { decodeFields, encodeFields, readSession, toInteger } from './stores/kit/record-codec.js';
 export type { RecordRow } from './stores/kit/record-codec.js';
 export { mergeForeign, mergeForeignSync } from './stores/kit/replica.js';

@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { SessionError, expiresAt } from 'elastic-session';
 import type { ApplyResult, KeyState, LiveState, MergeOutcome, SessionDelta, SessionStore, StoredSession, TombstoneState, Watermark } from 'elastic-session';
 import {
-  casLoop, checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp, copyState, mergeDelta, mergeForeign,
+  casLoop, checkDelta, checkForeignState, checkGrace, checkRecord, checkStamp, checkSweepLimit, copyState, mergeDelta, mergeForeign,
   mergeWatermarks, publishCorrupt, RETRY, settle, StoreShell, tombstoneOf, watermarkAt,
 } from 'elastic-session/kit';
 
@@ -91,7 +91,7 @@ class PgDocumentStore implements SessionStore {
   destroyByUser = this.listByUser;
 
   async sweep(limit: number): Promise<number> {
-    checkLimit(limit, this.name);
+    checkSweepLimit(limit, this.name);
     return this.#shell.run('sweep', async () => {
       const sql = `DELETE FROM ${this.table} WHERE key IN (SELECT key FROM ${this.table} WHERE until <= $1 LIMIT $2)`;
       return (await this.pool.query(sql, [this.clock(), limit])).rowCount ?? 0;

@@ -15,7 +15,7 @@ import type {
   Watermark,
 } from '../core/types.js';
 import { expiresAt, systemClock } from '../core/types.js';
-import { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp } from './kit/checks.js';
+import { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp, checkSweepLimit } from './kit/checks.js';
 import { mergeForeignSync } from './kit/replica.js';
 import { StoreShell } from './kit/shell.js';
 
@@ -169,6 +169,7 @@ export class MemoryStore implements SessionStore {
 
   async sweep(limit: number): Promise<number> {
     this.#shell.open();
+    checkSweepLimit(limit, this.name);
     let removed = 0;
     for (const [key, entry] of this.#entries) {
       if (removed >= limit) break;

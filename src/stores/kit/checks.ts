@@ -17,6 +17,12 @@ export function checkLimit(limit: number, store: string): number {
   return limit;
 }
 
+/** `sweep()`'s limit: how many dead records one batch may remove (0 removes none). */
+export function checkSweepLimit(limit: number, store: string): number {
+  if (!Number.isSafeInteger(limit) || limit < 0) throw invalidInput('sweep() limit must be a non-negative integer', store);
+  return limit;
+}
+
 export function checkGrace(ms: number): number {
   if (!Number.isSafeInteger(ms) || ms < 0) throw invalidInput('tombstoneGraceMs must be a non-negative integer');
   return ms;

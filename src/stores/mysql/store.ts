@@ -18,7 +18,7 @@ import type {
 } from '../../core/types.js';
 import { expiresAt, systemClock } from '../../core/types.js';
 import { backoff } from '../kit/cas.js';
-import { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp } from '../kit/checks.js';
+import { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp, checkSweepLimit } from '../kit/checks.js';
 import { encodeFields, toInteger } from '../kit/record-codec.js';
 import { migrateOrCheck } from '../kit/sql-schema.js';
 import { once, StoreShell } from '../kit/shell.js';
@@ -232,7 +232,7 @@ export class MysqlStore implements SessionStore {
    * lock of this table.
    */
   async sweep(limit: number): Promise<number> {
-    if (!Number.isSafeInteger(limit) || limit < 0) throw new SessionError('ESESS_INVALID_INPUT', { message: 'sweep() limit must be a non-negative integer' });
+    checkSweepLimit(limit, STORE);
     return this.#run('sweep', async () => {
       let conn: PoolConnection | undefined;
       let locked = false;

@@ -18,7 +18,7 @@ import type {
 } from '../../core/types.js';
 import { expiresAt, systemClock } from '../../core/types.js';
 import { casLoop, RETRY } from '../kit/cas.js';
-import { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp } from '../kit/checks.js';
+import { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp, checkSweepLimit } from '../kit/checks.js';
 import { mergeForeign } from '../kit/replica.js';
 import { once, StoreShell } from '../kit/shell.js';
 import {
@@ -205,7 +205,7 @@ export class NatsStore implements SessionStore {
    */
   async sweep(limit: number): Promise<number> {
     return this.#op('sweep', async () => {
-      if (!Number.isSafeInteger(limit) || limit < 0) throw new SessionError('ESESS_INVALID_INPUT', { message: 'sweep() limit must be a non-negative integer', context: { store: STORE } });
+      checkSweepLimit(limit, STORE);
       if (limit === 0) return 0;
       return sweepBatch(this.#kv, this.#walkBudgetMs, this.#clock, limit);
     });

@@ -17,7 +17,7 @@ import type {
   Watermark,
 } from '../../core/types.js';
 import { expiresAt, systemClock } from '../../core/types.js';
-import { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp } from '../kit/checks.js';
+import { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp, checkSweepLimit } from '../kit/checks.js';
 import { encodeFields, toInteger } from '../kit/record-codec.js';
 import { mergeForeign } from '../kit/replica.js';
 import { migrateOrCheck } from '../kit/sql-schema.js';
@@ -218,7 +218,7 @@ export class PostgresStore implements SessionStore {
    * sweeping this table.
    */
   async sweep(limit: number): Promise<number> {
-    if (!Number.isSafeInteger(limit) || limit < 0) throw new SessionError('ESESS_INVALID_INPUT', { message: 'sweep() limit must be a non-negative integer' });
+    checkSweepLimit(limit, STORE);
     const row = (await this.#query('sweep', this.#sql.sweep, [this.#clock(), limit, this.#t.sweepLock]))[0];
     return row ? toNumber(row.removed) : 0;
   }

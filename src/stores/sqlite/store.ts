@@ -19,7 +19,7 @@ import type {
   Watermark,
 } from '../../core/types.js';
 import { expiresAt, systemClock } from '../../core/types.js';
-import { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp, invalidInput } from '../kit/checks.js';
+import { checkDelta, checkForeignState, checkGrace, checkLimit, checkRecord, checkStamp, checkSweepLimit } from '../kit/checks.js';
 import { mergeForeignSync } from '../kit/replica.js';
 import { StoreShell } from '../kit/shell.js';
 import type { Row } from './rows.js';
@@ -151,7 +151,7 @@ export class SqliteStore implements SessionStore {
   async sweep(limit: number): Promise<number> {
     return this.#run('sweep', () => {
       // SQLite reads a negative LIMIT as "no limit".
-      if (!Number.isSafeInteger(limit) || limit < 0) throw invalidInput('sweep() limit must be a non-negative integer', STORE);
+      checkSweepLimit(limit, STORE);
       return this.#sweep(limit);
     });
   }

@@ -36,6 +36,14 @@ export function walkCases({ t, options, when, store, record, clock, advance }: S
     }, 20_000);
   });
 
+  t.describe('sweep() limits', () => {
+    when(sweep, 'needs the sweep capability', 'sweep() refuses a negative or fractional limit with a typed error, and removes nothing with 0', async () => {
+      await assert.rejects(store().sweep(-1), { code: 'ESESS_INVALID_INPUT' });
+      await assert.rejects(store().sweep(1.5), { code: 'ESESS_INVALID_INPUT' });
+      assert.equal(await store().sweep(0), 0);
+    });
+  });
+
   t.describe('scan()', () => {
     when(scan, 'needs the scan capability', 'walks every live session, in pages of at most `limit`, skipping destroyed and expired ones', async () => {
       const walk = store().scan?.bind(store());
