@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { afterEach, beforeEach, describe, it } from 'vitest';
 import { redisStore } from '../src/stores/redis.js';
 import { runStoreConformance } from '../src/testing/index.js';
-import { BOUNDED, deletePrefix, describeReplicaPowers, SHARED_REDIS_URL, sharedRedis } from './helpers/redis-fixtures.js';
+import { BOUNDED, deletePrefix, describeReplicaPowers, redisFixture, SHARED_REDIS_URL, sharedRedis } from './helpers/redis-fixtures.js';
 
 /**
  * The Redis store with a change log is still the same store: the whole conformance suite and
@@ -24,18 +24,7 @@ runStoreConformance({ describe, it, skip: it.skip, beforeEach, afterEach }, {
     const prefix = newPrefix();
     const admin = await sharedRedis();
     const open = () => redisStore({ client: new Redis(SHARED_REDIS_URL, BOUNDED), prefix, ownsClient: true, changeLog: changeLog(prefix) });
-    return {
-      store: open(),
-      connect: async () => open(),
-      corrupt: async (key) => {
-        await admin.del(`${prefix}{${key}}`);
-        await admin.set(`${prefix}{${key}}`, '\u0000not a session\u00ff');
-      },
-      cleanup: async () => {
-        await deletePrefix(admin, prefix);
-        admin.disconnect();
-      },
-    };
+    return redisFixture(admin, prefix, open(), open);
   },
 });
 

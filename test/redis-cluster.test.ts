@@ -6,7 +6,7 @@ import { openRedisStore, redisStore } from '../src/stores/redis.js';
 import type { RedisStore, RedisStoreOptions } from '../src/stores/redis.js';
 import { runStoreConformance } from '../src/testing/index.js';
 import { stampAt, storedRecord, storeKey } from '../src/testing/fixtures.js';
-import { BOUNDED_CLUSTER, deletePrefix, describeReplicaPowers } from './helpers/redis-fixtures.js';
+import { BOUNDED_CLUSTER, deletePrefix, describeReplicaPowers, redisFixture } from './helpers/redis-fixtures.js';
 import { SessionLoad } from './helpers/redis-load.js';
 import { checkRedisBinaries, monitor, redisCli, sleep, startCluster, stopAll } from './helpers/redis-servers.js';
 import type { RedisClusterNodes } from './helpers/redis-servers.js';
@@ -45,18 +45,7 @@ runStoreConformance({ describe, it, skip: it.skip, beforeEach, afterEach }, {
     // Connected, slots known and scripts cached: cases that time a few milliseconds measure the store, not the client's start.
     const store = openStore({ prefix });
     await store.loadScripts();
-    return {
-      store,
-      connect: async () => openStore({ prefix }),
-      corrupt: async (key) => {
-        await admin.del(`${prefix}{${key}}`);
-        await admin.set(`${prefix}{${key}}`, 'not a session');
-      },
-      cleanup: async () => {
-        await deletePrefix(admin, prefix);
-        admin.disconnect();
-      },
-    };
+    return redisFixture(admin, prefix, store, () => openStore({ prefix }));
   },
 });
 

@@ -3,7 +3,7 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, it } from 'vitest';
 import { redisStore } from '../src/stores/redis.js';
 import { runStoreConformance } from '../src/testing/index.js';
-import { BOUNDED, deletePrefix } from './helpers/redis-fixtures.js';
+import { BOUNDED, redisFixture } from './helpers/redis-fixtures.js';
 import { checkRedisBinaries, startRedis, startSentinel, stopAll } from './helpers/redis-servers.js';
 import type { RedisServer } from './helpers/redis-servers.js';
 
@@ -40,14 +40,6 @@ runStoreConformance({ describe, it, skip: it.skip, beforeEach, afterEach }, {
   setup: async () => {
     const prefix = `es-sentinel:${randomBytes(6).toString('hex')}:`;
     const open = () => redisStore({ client: viaSentinel(), prefix, ownsClient: true });
-    return {
-      store: open(),
-      connect: async () => open(),
-      corrupt: async (key) => {
-        await admin.del(`${prefix}{${key}}`);
-        await admin.set(`${prefix}{${key}}`, '\u0000not a session\u00ff');
-      },
-      cleanup: () => deletePrefix(admin, prefix),
-    };
+    return redisFixture(admin, prefix, open(), open, { keepAdmin: true });
   },
 });

@@ -13,7 +13,7 @@ import { openRedisStore, parseRedisUrl, redisStore } from '../src/stores/redis.j
 import type { RedisStore } from '../src/stores/redis.js';
 import { runStoreConformance } from '../src/testing/index.js';
 import { stampAt, storedRecord, storeKey } from '../src/testing/fixtures.js';
-import { BOUNDED, deletePrefix, describeReplicaPowers, SECRET, SHARED_REDIS_URL } from './helpers/redis-fixtures.js';
+import { BOUNDED, deletePrefix, describeReplicaPowers, redisFixture, SECRET, SHARED_REDIS_URL } from './helpers/redis-fixtures.js';
 import { SessionLoad } from './helpers/redis-load.js';
 import { checkRedisBinaries, monitor, sleep, startRedis, startSentinel, stopAll, waitForReplicasOnline } from './helpers/redis-servers.js';
 import type { RedisServer } from './helpers/redis-servers.js';
@@ -43,18 +43,7 @@ runStoreConformance({ describe, it, skip: it.skip, beforeEach, afterEach }, {
     const prefix = newPrefix();
     const admin = await sharedClient();
     const open = () => redisStore({ client: new Redis(SHARED_REDIS_URL, BOUNDED), prefix, ownsClient: true });
-    return {
-      store: open(),
-      connect: async () => open(),
-      corrupt: async (key) => {
-        await admin.del(`${prefix}{${key}}`);
-        await admin.set(`${prefix}{${key}}`, '\u0000not a session\u00ff');
-      },
-      cleanup: async () => {
-        await deletePrefix(admin, prefix);
-        admin.disconnect();
-      },
-    };
+    return redisFixture(admin, prefix, open(), open);
   },
 });
 

@@ -9,6 +9,8 @@ import type { KeyState, LiveState, StoredField, StoredSession, TombstoneState, W
 import { TOMBSTONE_GRACE_MS } from '../../src/core/types.js';
 import { mergeForeign } from '../../src/stores/kit/replica.js';
 import type { RedisStore } from '../../src/stores/redis.js';
+import type { StoreFixture } from '../../src/testing/index.js';
+import type { SessionStore } from '../../src/core/types.js';
 import { stampAt, storedRecord, storeKey } from '../../src/testing/fixtures.js';
 
 /** The shared Redis server of the tests: `ES_TEST_REDIS_URL`, or the one on 127.0.0.1:6379. */
@@ -393,6 +395,26 @@ function build(step: Exclude<Step, { kind: 'watermark' }>, now: number, users: s
       userStamp: step.userStamp,
       version: step.version,
       fields: { ...step.fields },
+    },
+  };
+}
+
+/**
+ * The conformance fixture of a Redis store under `prefix`: `store` and `connect()` each on a
+ * connection of their own (from `open`), `corrupt` overwrites a session hash with a plain string,
+ * and cleanup deletes the prefix through `admin` (disconnected after, unless `keepAdmin`).
+ */
+export function redisFixture(admin: Redis | Cluster, prefix: string, store: SessionStore, open: () => SessionStore, options: { keepAdmin?: boolean } = {}): StoreFixture {
+  return {
+    store,
+    connect: async () => open(),
+    corrupt: async (key) => {
+      await admin.del(`${prefix}{${key}}`);
+      await admin.set(`${prefix}{${key}}`, '\u0000not a session\u00ff');
+    },
+    cleanup: async () => {
+      await deletePrefix(admin, prefix);
+      if (!options.keepAdmin) admin.disconnect();
     },
   };
 }
