@@ -9,17 +9,14 @@
 // off and on alternate; the best round of each counts), BENCH_CONCURRENCY (writes in flight, a
 // comma-separated list, default "1,32": one waits for each reply, 32 saturate the server),
 // BENCH_SESSIONS (sessions replayed, default 100000).
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { EventRelay, replay } from '../dist/changelog/index.js';
 import { formatStamp } from '../dist/core/hlc.js';
 import { memoryStore } from '../dist/stores/memory.js';
 import { redisStore } from '../dist/stores/redis.js';
 import { storedRecord, storeKey } from '../dist/testing/fixtures.js';
+import { startRedis } from './redis-server.js';
 
 const WRITES = Number(process.env.BENCH_WRITES ?? 20_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -27,38 +24,6 @@ const CONCURRENCIES = (process.env.BENCH_CONCURRENCY ?? '1,32').split(',').map(N
 const FILL_CONCURRENCY = 32;
 const SESSIONS = Number(process.env.BENCH_SESSIONS ?? 100_000);
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function startRedis() {
-  const port = await freePort();
-  const dir = mkdtempSync(join(os.tmpdir(), 'es-bench-redis-'));
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
-  for (let attempt = 0; ; attempt++) {
-    const probe = new Redis({ port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
-    probe.on('error', () => {});
-    try {
-      await probe.connect();
-      await probe.ping();
-      probe.disconnect();
-      break;
-    } catch (error) {
-      probe.disconnect();
-      if (attempt > 100) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-  const client = new Redis({ port });
-  return { port, client, stop: () => { client.disconnect(); child.kill('SIGKILL'); rmSync(dir, { recursive: true, force: true }); } };
-}
 
 /** Server time per script call (INFO commandstats), in microseconds: independent of the client's noise. */
 async function serverMicrosPerCall(client) {
@@ -116,7 +81,7 @@ async function main() {
           best[side] = Math.max(best[side], result.rate);
           micros[side] = Math.min(micros[side], result.micros);
         }
-        await server.client.flushall();
+        await server.admin.flushall();
       }
       writes.push({ concurrency, best, micros });
     }
@@ -127,7 +92,7 @@ async function main() {
       await live.create(storeKey(), storedRecord({ user: 'alice', cart: ['a', 'b', 'c'], theme: 'dark' }));
     });
     await live.close();
-    const source = { client: server.client, stream: 'live:log' };
+    const source = { client: server.admin, stream: 'live:log' };
     const memory = memoryStore({ maxEntries: SESSIONS * 2, maxBytes: 2 ** 31 });
     let start = process.hrtime.bigint();
     const toMemory = await replay(source, memory);
@@ -137,7 +102,7 @@ async function main() {
     const toRedis = await replay(source, copy);
     const redisRate = toRedis.entries / (Number(process.hrtime.bigint() - start) / 1e9);
     await copy.close();
-    const relay = new EventRelay({ from: server.client, stream: 'live:log', events: 'live:events', batch: 1000 });
+    const relay = new EventRelay({ from: server.admin, stream: 'live:log', events: 'live:events', batch: 1000 });
     start = process.hrtime.bigint();
     let relayed = 0;
     for (;;) {
@@ -148,7 +113,7 @@ async function main() {
     const relayRate = relayed / (Number(process.hrtime.bigint() - start) / 1e9);
     relay.close();
 
-    const info = await server.client.info('server');
+    const info = await server.admin.info('server');
     const version = /redis_version:(\S+)/.exec(info)?.[1];
     const fmt = (n) => Math.round(n).toLocaleString('en-US');
     process.stdout.write(

@@ -12,12 +12,12 @@
 // `node bench/compare.js serve <variant> <redisPort>` runs one variant's server (the harness
 // starts each in its own process, so the load generator does not share its event loop).
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { startRedis } from './redis-server.js';
 
 const SECRET = 'bench-secret-0123456789-abcdefghijklmnop';
 const IDLE_SECONDS = 1800;
@@ -226,50 +226,6 @@ const POOL = Number(process.env.BENCH_POOL ?? 200);
 const CALIBRATION_REQUESTS = 200;
 const LOST_UPDATE_TRIALS = 3;
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function startRedis() {
-  try {
-    await promisify(execFile)('redis-server', ['--version']);
-  } catch {
-    throw new Error('redis-server was not found on PATH: install Redis 7 (apt-get install redis-server) to run the comparison');
-  }
-  const port = await freePort();
-  const dir = mkdtempSync(join(os.tmpdir(), 'es-bench-redis-'));
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no'], { stdio: 'ignore' });
-  const { Redis } = await import('ioredis');
-  const admin = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await admin.connect();
-      await admin.ping();
-      break;
-    } catch (error) {
-      if (attempt > 100) throw new Error(`redis-server did not start: ${error.message}`);
-      admin.disconnect();
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-  return {
-    port,
-    admin,
-    Redis,
-    async stop() {
-      admin.disconnect();
-      child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 function parseInfo(text) {
   const fields = {};

@@ -16,14 +16,13 @@
 //
 // `node bench/near-cache.js serve <variant> <redisPort>` runs one HTTP variant's server.
 import { execFile, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
+import { startRedis } from './redis-server.js';
 
 const dist = (path) => new URL(`../dist/${path}`, import.meta.url).href;
 const SECRET = 'bench-secret-0123456789-abcdefghijklmnop';
@@ -125,50 +124,6 @@ async function writer({ port, key }) {
 // The harness.
 // ---------------------------------------------------------------------------------------------
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function startRedis() {
-  try {
-    await promisify(execFile)('redis-server', ['--version']);
-  } catch {
-    throw new Error('redis-server was not found on PATH: install Redis 7 (apt-get install redis-server) to run this benchmark');
-  }
-  const port = await freePort();
-  const dir = mkdtempSync(join(os.tmpdir(), 'es-bench-redis-'));
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no'], { stdio: 'ignore' });
-  const { Redis } = await import('ioredis');
-  const admin = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await admin.connect();
-      await admin.ping();
-      break;
-    } catch (error) {
-      if (attempt > 100) throw new Error(`redis-server did not start: ${error.message}`);
-      admin.disconnect();
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  }
-  return {
-    port,
-    admin,
-    version: /redis_version:(\S+)/.exec(await admin.info('server'))?.[1],
-    async stop() {
-      admin.disconnect();
-      child.kill('SIGKILL');
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-}
 
 /** Part 1: loads per second through the manager, sequential and with `parallel` in flight. */
 async function loads(port, nearCached, parallel) {
